@@ -1,0 +1,182 @@
+"""The only module of the pack that touches ComfyUI.
+
+Everything ComfyUI-specific goes through here: progress bars, interruption, the torch device, and the folders
+(models, input, output, cache). Outside ComfyUI (the headless workflow runner, tests, scripts) the same calls work
+with plain defaults: tqdm progress, no interruption, ``auto|cpu|cuda`` devices and folders from environment
+variables. ComfyUI is detected once, lazily, by trying to import ``folder_paths`` and ``comfy``.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+from pathlib import Path
+from typing import Callable, Iterator
+
+from synctalk_lib import paths as lib_paths
+
+log = logging.getLogger("synctalk")
+
+MODEL_FOLDER_NAME = "synctalk"
+CATEGORY = "SyncTalk"
+
+StepCallback = Callable[[int, int], None]
+
+
+@functools.lru_cache(maxsize=1)
+def _comfy():
+    """ComfyUI's modules when running inside ComfyUI, else None."""
+    try:
+        import folder_paths  # type: ignore[import-not-found]
+        import comfy.utils  # type: ignore[import-not-found]
+        import comfy.model_management  # type: ignore[import-not-found]
+    except Exception:  # not inside ComfyUI (or a ComfyUI that cannot start here)
+        return None
+    return folder_paths, comfy.utils, comfy.model_management
+
+
+def in_comfyui() -> bool:
+    return _comfy() is not None
+
+
+# ----------------------------------------------------------------------------------------------------- folders
+def register_model_folder() -> None:
+    """Register ``models/synctalk`` with ComfyUI (keeps paths users added in extra_model_paths.yaml first)."""
+    comfy = _comfy()
+    if comfy is None:
+        return
+    folder_paths = comfy[0]
+    folder = os.path.join(folder_paths.models_dir, MODEL_FOLDER_NAME)
+    if folder not in folder_paths.folder_names_and_paths.get(MODEL_FOLDER_NAME, ([], set()))[0]:
+        folder_paths.add_model_folder_path(MODEL_FOLDER_NAME, folder)
+
+
+def models_dirs() -> list[Path]:
+    """Folders searched for weights and trained models, the first one is where downloads go."""
+    comfy = _comfy()
+    if comfy is None:
+        return [lib_paths.default_models_dir()]
+    register_model_folder()
+    return [Path(p) for p in comfy[0].get_folder_paths(MODEL_FOLDER_NAME)]
+
+
+def input_dir() -> Path:
+    comfy = _comfy()
+    return Path(comfy[0].get_input_directory()) if comfy else lib_paths.default_input_dir()
+
+
+def output_dir() -> Path:
+    comfy = _comfy()
+    return Path(comfy[0].get_output_directory()) if comfy else lib_paths.default_output_dir()
+
+
+def temp_dir() -> Path:
+    comfy = _comfy()
+    return Path(comfy[0].get_temp_directory()) if comfy else lib_paths.default_output_dir() / "temp"
+
+
+def cache_dir() -> Path:
+    """Where decoded clips and other re-usable intermediates live (survives ComfyUI restarts, unlike temp/)."""
+    env = os.environ.get("SYNCTALK_CACHE_DIR")
+    if env:
+        return Path(env)
+    comfy = _comfy()
+    if comfy is not None:
+        return Path(comfy[0].get_user_directory()) / "synctalk_cache"
+    return lib_paths.default_cache_dir()
+
+
+def list_input_files(kind: str) -> list[str]:
+    """Files of the input folder whose content type is ``kind`` ("video", "audio"), for upload combos."""
+    comfy = _comfy()
+    folder = input_dir()
+    if not folder.is_dir():
+        return []
+    names = sorted(f for f in os.listdir(folder) if (folder / f).is_file())
+    if comfy is not None:
+        return sorted(comfy[0].filter_files_content_types(names, [kind]))
+    return [n for n in names if lib_paths.looks_like(n, kind)]
+
+
+def resolve_input_path(name: str) -> Path:
+    """An input file given as a combo choice (input folder, optional ``[input]``-style annotation) or a path."""
+    candidate = Path(os.path.expanduser(name))
+    if candidate.is_absolute():
+        return candidate
+    comfy = _comfy()
+    if comfy is not None:
+        return Path(comfy[0].get_annotated_filepath(name))
+    in_input = input_dir() / name
+    return in_input if in_input.exists() else candidate.resolve()
+
+
+# ---------------------------------------------------------------------------------------------------- progress
+def check_interrupted() -> None:
+    """Raise ComfyUI's InterruptProcessingException if the user pressed Cancel (no-op outside ComfyUI)."""
+    comfy = _comfy()
+    if comfy is not None:
+        comfy[2].throw_exception_if_processing_interrupted()
+
+
+@contextlib.contextmanager
+def progress(description: str, total: int | None = None) -> Iterator[StepCallback]:
+    """Yield an ``on_step(done, total)`` callback for library functions.
+
+    Inside ComfyUI it drives the node's ProgressBar (which also raises on Cancel); outside it drives tqdm.
+    Every call also checks for interruption, so long loops stop cleanly between steps.
+    """
+    comfy = _comfy()
+    if comfy is not None:
+        bar = comfy[1].ProgressBar(max(total or 1, 1))
+
+        def on_step(done: int, total_now: int) -> None:
+            check_interrupted()
+            bar.update_absolute(done, max(total_now, 1))
+
+        yield on_step
+        return
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc=description, unit="step", leave=False, disable=os.environ.get("SYNCTALK_QUIET") == "1")
+    try:
+        def on_step(done: int, total_now: int) -> None:
+            if bar.total != total_now:
+                bar.total = total_now
+            bar.n = done
+            bar.refresh()
+
+        yield on_step
+    finally:
+        bar.close()
+
+
+def warn(message: str) -> None:
+    """A warning the user should see (ComfyUI's console / the CLI's stderr)."""
+    log.warning("SyncTalk: %s", message)
+
+
+# ------------------------------------------------------------------------------------------------------ device
+def device(choice: str = "auto"):
+    """The torch device for ``choice`` in ``auto|cpu|cuda``; ``auto`` inside ComfyUI is ComfyUI's device."""
+    import torch
+
+    if choice == "cpu":
+        return torch.device("cpu")
+    if choice == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("device 'cuda' was chosen but torch sees no CUDA GPU here; choose 'auto' or 'cpu'.")
+        return torch.device("cuda")
+    if choice != "auto":
+        raise ValueError(f"device must be one of auto, cpu, cuda (got {choice!r})")
+    comfy = _comfy()
+    if comfy is not None:
+        return comfy[2].get_torch_device()
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def free_device_memory() -> None:
+    comfy = _comfy()
+    if comfy is not None:
+        comfy[2].soft_empty_cache()

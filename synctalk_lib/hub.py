@@ -1,0 +1,274 @@
+"""Named weight files ("assets"): where they live on the Hugging Face Hub, their sha256, size and licence.
+
+Resolution order for ``fetch(name, dirs)``: a file of that name in one of the models folders ``dirs`` (first match
+wins, sha256 checked), then a download with ``huggingface_hub.hf_hub_download`` from the asset's repo (pinned
+revision, then its mirrors), copied into ``dirs[0]`` under a temporary name and renamed after the sha256 check.
+Offline (``HF_HUB_OFFLINE=1``) or without network the error names the file, its checksum, where to download it
+and which folder to put it in. Pickled ``.pth`` files are only ever read with ``torch.load(weights_only=True)``,
+after the checksum, and a safetensors copy is kept beside them.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from synctalk_lib.errors import InputError, MissingWeightsError
+from synctalk_lib.paths import xdg_cache, atomic_path, default_models_dir
+
+log = logging.getLogger("synctalk")
+
+
+@dataclass(frozen=True)
+class HubLocation:
+    repo_id: str
+    path_in_repo: str
+    revision: str = "main"
+    repo_type: str = "model"
+
+    @property
+    def url(self) -> str:
+        prefix = "spaces/" if self.repo_type == "space" else ("datasets/" if self.repo_type == "dataset" else "")
+        return f"https://huggingface.co/{prefix}{self.repo_id}/resolve/{self.revision}/{self.path_in_repo}"
+
+
+@dataclass(frozen=True)
+class Asset:
+    name: str
+    """Registry key, e.g. ``face_landmarker``."""
+    filename: str
+    """File name inside the models folder."""
+    sha256: str
+    licence: str
+    description: str
+    locations: tuple[HubLocation, ...]
+    size: int | None = None
+    """Exact size in bytes when known (checked before hashing)."""
+
+    @property
+    def non_commercial(self) -> bool:
+        return "NC" in self.licence
+
+    def label(self) -> str:
+        size = f"{self.size / 1e6:.1f} MB, " if self.size else ""
+        return f"{self.filename} (sha256 {self.sha256[:8]}…{self.sha256[-4:]}, {size}{self.licence})"
+
+
+ASSETS: dict[str, Asset] = {
+    a.name: a
+    for a in (
+        Asset(
+            name="face_landmarker",
+            filename="face_landmarker.task",
+            sha256="64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff",
+            size=3_758_596,
+            licence="Apache-2.0",
+            description="MediaPipe Face Landmarker: face detector, 478 landmarks, 52 blendshapes",
+            locations=(HubLocation("ameerazam08/SyncTalk", "data_utils/blendshape_capture/face_landmarker.task"),),
+        ),
+        Asset(
+            name="ave",
+            filename="audio_visual_encoder.pth",
+            sha256="1f75cdb5556938590c64221f6c47a8d20ab3e368d53c166023eedb12279db8c4",
+            size=None,
+            licence="CC BY-NC 4.0",
+            description="SyncTalk audio-visual encoder (official weights; non-commercial use only)",
+            locations=(
+                HubLocation("ameerazam08/SyncTalk", "nerf_triplane/checkpoints/audio_visual_encoder.pth"),
+                HubLocation("united-avatars/linly", "checkpoints/audio_visual_encoder.pth", repo_type="space"),
+            ),
+        ),
+        Asset(
+            name="raft_small",
+            filename="raft-small.pth",
+            sha256="c7d41b9cc88442bb8aa911dbb33086dac55a226394b142937ff22d5578717332",
+            size=3_984_814,
+            licence="BSD-3-Clause",
+            description="RAFT-small optical flow (princeton-vl release)",
+            locations=(HubLocation("ameerazam08/SyncTalk", "data_utils/UNFaceFlow/pretrain_model/raft-small.pth"),),
+        ),
+    )
+}
+
+
+def get_asset(name: str) -> Asset:
+    try:
+        return ASSETS[name]
+    except KeyError:
+        raise InputError(f"unknown asset {name!r}; known assets: {', '.join(sorted(ASSETS))}") from None
+
+
+# ------------------------------------------------------------------------------------------------- checksums
+def sha256_of(path: Path | str, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _sidecar(path: Path) -> Path:
+    """Where the checksum of ``path`` is remembered (a user cache, so read-only model folders stay untouched)."""
+    key = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:24]
+    return xdg_cache() / "synctalk" / "sha256" / f"{key}.json"
+
+
+def _cached_sha256(path: Path) -> str:
+    """sha256 of ``path``, remembered beside it by (size, mtime) so large files are hashed once."""
+    stat = path.stat()
+    key = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    side = _sidecar(path)
+    try:
+        data = json.loads(side.read_text())
+        if {k: data.get(k) for k in key} == key:
+            return str(data["sha256"])
+    except (OSError, ValueError, KeyError):
+        pass
+    digest = sha256_of(path)
+    try:
+        side.parent.mkdir(parents=True, exist_ok=True)
+        side.write_text(json.dumps({**key, "sha256": digest}))
+    except OSError:  # unwritable cache: just hash again next time
+        pass
+    return digest
+
+
+def _describe_bad_file(path: Path) -> str:
+    """Recognise the usual wrong files saved under a weight's name."""
+    with open(path, "rb") as fh:
+        head = fh.read(512)
+    if head.startswith(b"version https://git-lfs"):
+        return "it is a Git LFS pointer, not the weights (download with git-lfs or from the URL below)"
+    if head.lstrip().lower().startswith((b"<!doctype html", b"<html")):
+        return "it is an HTML page (an error or login page was saved instead of the file)"
+    return "its contents differ from the published file (incomplete download or a different version)"
+
+
+def verify(asset: Asset, path: Path) -> None:
+    """Raise ``MissingWeightsError`` unless ``path`` holds exactly the published bytes of ``asset``."""
+    size = path.stat().st_size
+    if (asset.size is not None and size != asset.size) or _cached_sha256(path) != asset.sha256:
+        raise MissingWeightsError(
+            f"{path} does not match {asset.label()}: {_describe_bad_file(path)}. "
+            f"Delete it and download it again from {asset.locations[0].url}"
+        )
+
+
+# ------------------------------------------------------------------------------------------------ resolution
+def search_dirs(dirs: Iterable[Path | str] | None) -> list[Path]:
+    found = [Path(d) for d in dirs] if dirs is not None else []
+    return found or [default_models_dir()]
+
+
+def find_local(name: str, dirs: Iterable[Path | str] | None = None) -> Path | None:
+    """The verified local copy of asset ``name`` in ``dirs``, or None. A corrupt copy raises."""
+    asset = get_asset(name)
+    for folder in search_dirs(dirs):
+        candidate = folder / asset.filename
+        if candidate.is_file():
+            verify(asset, candidate)
+            return candidate
+    return None
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _download(asset: Asset, target: Path) -> Path:
+    """Download ``asset`` into ``target`` (atomically, verified); raise MissingWeightsError with every reason."""
+    reasons: list[str] = []
+    if _offline():
+        reasons.append("HF_HUB_OFFLINE is set")
+    else:
+        try:
+            from huggingface_hub import hf_hub_download
+        except ImportError:
+            reasons.append("huggingface_hub is not installed (python -m pip install huggingface-hub)")
+        else:
+            for loc in asset.locations:
+                try:
+                    cached = Path(hf_hub_download(loc.repo_id, loc.path_in_repo, revision=loc.revision,
+                                                  repo_type=loc.repo_type))
+                    with atomic_path(target) as tmp:
+                        shutil.copyfile(cached, tmp)
+                        verify(asset, tmp)
+                    log.info("SyncTalk: downloaded %s from %s to %s", asset.filename, loc.repo_id, target)
+                    return target
+                except MissingWeightsError as exc:
+                    reasons.append(f"{loc.repo_id}: downloaded file refused ({exc})")
+                except Exception as exc:  # network, auth, missing repo: try the next mirror
+                    reasons.append(f"{loc.repo_id}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+    raise MissingWeightsError(
+        f"{asset.label()} — {asset.description} — is not in the models folder and could not be downloaded "
+        f"({'; '.join(reasons)}). Download it from {asset.locations[0].url} and put it at {target}"
+    )
+
+
+def fetch(name: str, dirs: Iterable[Path | str] | None = None, *, download: bool = True) -> Path:
+    """Path of asset ``name``: a verified local file in ``dirs`` or a fresh download into ``dirs[0]``."""
+    asset = get_asset(name)
+    folders = search_dirs(dirs)
+    local = find_local(name, folders)
+    if local is not None:
+        return local
+    target = folders[0] / asset.filename
+    if not download:
+        raise MissingWeightsError(
+            f"{asset.label()} is not in {', '.join(map(str, folders))}. "
+            f"Download it from {asset.locations[0].url} and put it at {target}"
+        )
+    return _download(asset, target)
+
+
+def status(dirs: Iterable[Path | str] | None = None) -> dict[str, dict]:
+    """For ``info``: per asset, whether a verified local copy exists and where."""
+    out: dict[str, dict] = {}
+    for name, asset in ASSETS.items():
+        try:
+            path = find_local(name, dirs)
+            out[name] = {"present": path is not None, "path": str(path) if path else None, "licence": asset.licence}
+        except MissingWeightsError as exc:
+            out[name] = {"present": False, "path": None, "licence": asset.licence, "error": str(exc)}
+    return out
+
+
+# --------------------------------------------------------------------------------------------- state dicts
+def load_state_dict(path: Path | str, *, keep_safetensors_copy: bool = True) -> dict:
+    """Tensors of a weights file without unpickling code.
+
+    ``.safetensors`` is read directly. A ``.pth``/``.pt`` is read with ``torch.load(weights_only=True)``; a
+    ``.safetensors`` copy is then written beside it (atomically) and used on later calls. Nested dicts with a
+    single ``state_dict``/``model`` key are unwrapped.
+    """
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        return load_file(str(path))
+    converted = path.with_suffix(".safetensors")
+    if converted.is_file() and converted.stat().st_mtime_ns >= path.stat().st_mtime_ns:
+        return load_file(str(converted))
+    try:
+        data = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise InputError(f"{path} could not be read as plain PyTorch weights ({exc}); only state dicts of tensors "
+                         "are accepted (nothing is unpickled).") from exc
+    for key in ("state_dict", "model"):
+        if isinstance(data, dict) and set(data) == {key}:
+            data = data[key]
+    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise InputError(f"{path} is not a flat state dict of tensors")
+    if keep_safetensors_copy:
+        try:
+            with atomic_path(converted) as tmp:
+                save_file({k: v.contiguous() for k, v in data.items()}, str(tmp))
+        except OSError as exc:
+            log.warning("SyncTalk: could not write a safetensors copy of %s (%s)", path, exc)
+    return data

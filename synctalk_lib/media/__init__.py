@@ -1,0 +1,1 @@
+"""Video and audio decoding/encoding (PyAV), resampling, cropping, and the clip cache."""
