@@ -1,0 +1,1 @@
+"""Face capture: MediaPipe landmarks and blendshapes, expression coefficients, face region masks."""
