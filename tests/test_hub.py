@@ -1,0 +1,149 @@
+"""Hub asset registry: local files win, checksums are enforced, offline errors say what to do."""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from synctalk_lib import hub
+from synctalk_lib.errors import InputError, MissingWeightsError
+
+
+def _fake_asset(monkeypatch, payload: bytes, name: str = "fake") -> hub.Asset:
+    asset = hub.Asset(name=name, filename=f"{name}.bin", sha256=hashlib.sha256(payload).hexdigest(), size=len(payload),
+                      licence="MIT", description="test weights",
+                      locations=(hub.HubLocation("org/repo", f"weights/{name}.bin"),))
+    monkeypatch.setitem(hub.ASSETS, name, asset)
+    return asset
+
+
+def test_registry_has_required_assets_with_pinned_checksums():
+    for name in ("face_landmarker", "ave", "raft_small"):
+        asset = hub.get_asset(name)
+        assert len(asset.sha256) == 64 and asset.licence and asset.locations
+    assert hub.get_asset("ave").non_commercial and not hub.get_asset("face_landmarker").non_commercial
+    with pytest.raises(InputError, match="unknown asset"):
+        hub.get_asset("nope")
+
+
+def test_present_file_is_used_without_network(shared_models, models_dir):
+    shutil.copy(shared_models / "face_landmarker.task", models_dir / "face_landmarker.task")
+    assert hub.fetch("face_landmarker", [models_dir]) == models_dir / "face_landmarker.task"
+    # second folder in the search list works too, and the first folder is only where downloads would go
+    empty = models_dir / "empty"
+    empty.mkdir()
+    assert hub.fetch("raft_small", [empty, shared_models]) == shared_models / "raft-small.pth"
+
+
+def test_missing_file_offline_names_file_url_and_folder(models_dir, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(MissingWeightsError) as err:
+        hub.fetch("ave", [models_dir])
+    message = str(err.value)
+    assert "audio_visual_encoder.pth" in message
+    assert "HF_HUB_OFFLINE" in message
+    assert "https://huggingface.co/ameerazam08/SyncTalk/resolve/main/nerf_triplane/checkpoints/audio_visual_encoder.pth" in message
+    assert str(models_dir / "audio_visual_encoder.pth") in message
+    assert "CC BY-NC 4.0" in message
+
+
+def test_bad_checksum_is_refused(models_dir, monkeypatch):
+    asset = _fake_asset(monkeypatch, b"the real weights")
+    (models_dir / asset.filename).write_bytes(b"the real weightz")
+    with pytest.raises(MissingWeightsError, match="does not match"):
+        hub.fetch("fake", [models_dir])
+
+
+@pytest.mark.parametrize("content,phrase", [
+    (b"version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 12\n", "Git LFS pointer"),
+    (b"<!DOCTYPE html><html><body>Not found</body></html>", "HTML page"),
+])
+def test_wrong_file_kinds_are_recognised(models_dir, monkeypatch, content, phrase):
+    asset = _fake_asset(monkeypatch, b"x" * len(content))
+    (models_dir / asset.filename).write_bytes(content)
+    with pytest.raises(MissingWeightsError, match=phrase):
+        hub.fetch("fake", [models_dir])
+
+
+def test_download_goes_through_hf_hub_download_and_is_verified(models_dir, tmp_path, monkeypatch):
+    """A fake Hub: hf_hub_download returns a cached file; it is copied into the models folder after the check."""
+    payload = b"weights from the hub"
+    asset = _fake_asset(monkeypatch, payload)
+    calls = []
+
+    def fake_download(repo_id, filename, revision=None, repo_type=None):
+        calls.append((repo_id, filename, revision, repo_type))
+        cached = tmp_path / "hf_cache" / filename
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        cached.write_bytes(payload)
+        return str(cached)
+
+    import huggingface_hub
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    path = hub.fetch("fake", [models_dir])
+    assert path == models_dir / asset.filename and path.read_bytes() == payload
+    assert calls == [("org/repo", "weights/fake.bin", "main", "model")]
+    assert not [p for p in models_dir.iterdir() if p.name.startswith(".")], "no temporary files left behind"
+
+
+def test_corrupt_download_is_refused_and_not_kept(models_dir, tmp_path, monkeypatch):
+    _fake_asset(monkeypatch, b"good")
+
+    def fake_download(repo_id, filename, revision=None, repo_type=None):
+        bad = tmp_path / "bad.bin"
+        bad.write_bytes(b"evil")
+        return str(bad)
+
+    import huggingface_hub
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    with pytest.raises(MissingWeightsError, match="downloaded file refused"):
+        hub.fetch("fake", [models_dir])
+    assert list(models_dir.iterdir()) == []
+
+
+def test_network_error_becomes_actionable(models_dir, monkeypatch):
+    _fake_asset(monkeypatch, b"good")
+
+    def no_network(*args, **kwargs):
+        raise ConnectionError("Name or service not known")
+
+    import huggingface_hub
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_network)
+    with pytest.raises(MissingWeightsError, match=r"ConnectionError.*put it at"):
+        hub.fetch("fake", [models_dir])
+
+
+def test_load_state_dict_never_unpickles_and_keeps_safetensors_copy(tmp_path):
+    weights = {"layer.weight": torch.arange(6, dtype=torch.float32).reshape(2, 3), "layer.bias": torch.ones(2)}
+    pth = tmp_path / "w.pth"
+    torch.save(weights, pth)
+    loaded = hub.load_state_dict(pth)
+    assert torch.equal(loaded["layer.weight"], weights["layer.weight"])
+    assert (tmp_path / "w.safetensors").is_file()
+    again = hub.load_state_dict(pth)  # served from the safetensors copy
+    assert torch.equal(again["layer.bias"], weights["layer.bias"])
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    evil = tmp_path / "evil.pth"
+    torch.save({"x": Evil()}, evil)
+    with pytest.raises(InputError, match="nothing is unpickled"):
+        hub.load_state_dict(evil)
+
+
+def test_checksum_cache_does_not_write_into_model_folders(shared_models):
+    before = sorted(p.name for p in Path(shared_models).iterdir())
+    hub.find_local("raft_small", [shared_models])
+    assert sorted(p.name for p in Path(shared_models).iterdir()) == before
