@@ -189,10 +189,15 @@ class FaceTrack(_NpzRecord):
     width: int
     height: int
     fps: float
+    report_json: str = "{}"
+    """How the track was made, as JSON (frames with a face, interpolated frames, smoothing, capture speed)."""
 
     @property
     def num_frames(self) -> int:
         return int(self.landmarks.shape[0])
+
+    def report(self) -> dict:
+        return json.loads(self.report_json)
 
 
 # --------------------------------------------------------------------------------------------------- HeadPose
