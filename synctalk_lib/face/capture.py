@@ -25,6 +25,9 @@ from synctalk_lib.types import Clip, FaceTrack
 StepCallback = Callable[[int, int], None]
 Smoothing = Literal["none", "one_euro"]
 SMOOTHING_CHOICES: tuple[str, ...] = ("none", "one_euro")
+DEFAULT_SMOOTHING: Smoothing = "one_euro"
+"""Zero-phase One-Euro: on the reference clip it cuts jitter ~40 % at no lag (see ``smoothing``); the original
+smooths its blendshapes too (Savitzky-Golay, window 5), which removes less jitter."""
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,7 @@ class RawCapture:
     face_found: np.ndarray
     """[N] bool."""
     seconds: float
-    """Wall time of reading and detecting."""
+    """Wall time of reading and detecting (the model load excluded)."""
 
 
 def _timestamps_ms(num_frames: int, fps: float) -> np.ndarray:
@@ -65,8 +68,8 @@ def detect_clip(clip: Clip, *, models_dirs: Iterable[Path | str] | None = None, 
     found = np.zeros(n, bool)
     names: tuple[str, ...] | None = None
     timestamps = _timestamps_ms(n, clip.fps)
-    started = time.perf_counter()
     with FaceLandmarker.open(models_dirs, mode="video", min_confidence=min_confidence) as landmarker:
+        started = time.perf_counter()
         for first, batch in clip.iter_batches(batch_size):
             for offset, frame in enumerate(batch):
                 i = first + offset
@@ -156,7 +159,7 @@ def orthonormalize(transforms: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------------------- capture
 def capture_face_track(clip: Clip, *, models_dirs: Iterable[Path | str] | None = None, max_gap: int = 5,
-                       smoothing: Smoothing = "none", min_confidence: float = 0.5,
+                       smoothing: Smoothing = DEFAULT_SMOOTHING, min_confidence: float = 0.5,
                        on_step: StepCallback | None = None) -> FaceTrack:
     """Landmarks, blendshapes, head matrices and expression coefficients for every frame of ``clip``.
 
@@ -186,7 +189,7 @@ def capture_face_track(clip: Clip, *, models_dirs: Iterable[Path | str] | None =
     if smoothing == "one_euro":
         landmarks = smooth_landmarks(landmarks, clip.fps, LANDMARK_FILTER)
         blendshapes = smooth_scores(blendshapes, clip.fps, SCORE_FILTER)
-        settings.update(landmarks=vars(LANDMARK_FILTER), scores=vars(SCORE_FILTER))
+        settings.update(zero_phase=True, landmarks=vars(LANDMARK_FILTER), scores=vars(SCORE_FILTER))
     n = clip.num_frames
     report = {
         "frames": n,
