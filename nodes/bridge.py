@@ -180,3 +180,19 @@ def free_device_memory() -> None:
     comfy = _comfy()
     if comfy is not None:
         comfy[2].soft_empty_cache()
+
+
+# ------------------------------------------------------------------------------------------------------- video
+def video_from_file(path) -> object:
+    """A core ``VIDEO`` value for a video file: ComfyUI's ``VideoFromFile`` inside ComfyUI (so SaveVideo and
+    GetVideoComponents treat it as their own), the pack's duck-typed ``VideoFile`` outside."""
+    if _comfy() is not None:
+        try:
+            from comfy_api.input_impl import VideoFromFile  # type: ignore[import-not-found]
+        except ImportError:  # a ComfyUI older than the VIDEO type
+            pass
+        else:
+            return VideoFromFile(str(path))
+    from synctalk_lib.media.video_file import VideoFile
+
+    return VideoFile(path)
