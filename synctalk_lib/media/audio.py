@@ -23,22 +23,44 @@ def _frame_to_float(frame) -> np.ndarray:
 
 
 def decode_audio_stream(container, stream, *, start: float = 0.0, duration: float | None = None,
-                        time_origin: float = 0.0) -> tuple[np.ndarray, int]:
+                        time_origin: float = 0.0, errors: list[str] | None = None) -> tuple[np.ndarray, int]:
     """Decode ``stream`` of an open PyAV ``container`` between ``start`` and ``start + duration`` seconds.
 
     Times are measured from ``time_origin`` (the video's first frame when audio is kept in sync with video), so
     the returned samples start exactly at ``start``: leading samples are dropped, or zeros are prepended when the
-    audio track begins later. Returns ``(wave [C, T] float32, sample_rate)``.
+    audio track begins later. Decoding stops once ``start + duration`` is reached. Returns
+    ``(wave [C, T] float32, sample_rate)``.
+
+    With ``errors`` given, a decoding error (a damaged or truncated file) ends the audio where it happened and a
+    sentence is appended to ``errors``; without it the error is raised.
     """
+    import av
+
     rate = int(stream.rate or stream.codec_context.sample_rate)
     chunks: list[np.ndarray] = []
     first_time: float | None = None
-    for frame in container.decode(stream):
+    decoded = 0
+    stop_at = None if duration is None else start + duration
+    frames = container.decode(stream)
+    while True:
+        try:
+            frame = next(frames)
+        except StopIteration:
+            break
+        except av.FFmpegError as exc:
+            if errors is None:
+                raise
+            errors.append(f"audio decoding stopped after {decoded / rate:.2f} s of the track "
+                          f"({exc.strerror or exc}); the rest is silence")
+            break
         if frame.pts is not None and first_time is None:
             first_time = float(frame.pts * frame.time_base) - time_origin
         elif first_time is None:
             first_time = 0.0
         chunks.append(_frame_to_float(frame))
+        decoded += frame.samples
+        if stop_at is not None and first_time + decoded / rate >= stop_at:
+            break
     if not chunks:
         return np.zeros((max(stream.channels, 1), 0), dtype=np.float32), rate
     wave = np.concatenate(chunks, axis=1)
