@@ -1,0 +1,19 @@
+"""The SyncTalk head NeRF: tri-plane hash encoding, audio/expression-conditioned field, occupancy-grid renderer.
+
+Small composable pieces, one concept per module:
+
+- ``config``: :class:`NerfConfig` (hyper-parameters, JSON round trip).
+- ``hashgrid`` / ``triplane``: 2-D multiresolution hash grids and the tri-plane encoder (``backends``: torch,
+  tinycudann, cuda_ext).
+- ``sh``: spherical-harmonics direction encoding; ``audio_net``: lip code from audio windows.
+- ``field``: the density/colour field with facial-aware masked attention.
+- ``occupancy``: the occupancy grid; ``sampler``: ray/box near-far and empty-space-skipping marching;
+  ``compositing``: volume-rendering weights and sums.
+- ``rays``: NGP-space poses, pixel rays, audio windows; ``model``: :class:`SyncTalkNeRF` and :class:`RenderOutput`.
+"""
+from synctalk_lib.nerf.config import NerfConfig
+from synctalk_lib.nerf.model import RenderOutput, SyncTalkNeRF
+from synctalk_lib.nerf.rays import audio_window, audio_windows, head_pose_to_ngp, image_rays, pixel_rays
+
+__all__ = ["NerfConfig", "RenderOutput", "SyncTalkNeRF", "audio_window", "audio_windows", "head_pose_to_ngp",
+           "image_rays", "pixel_rays"]

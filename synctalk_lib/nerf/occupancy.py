@@ -1,0 +1,143 @@
+"""Occupancy grid over ``[-bound, bound]^3``: which cells may hold density, so marching can skip empty space.
+
+State (reference-synctalk.md 6.2, without the Morton layout): ``density`` [R, R, R] float32 (a running max of
+the field's density per cell, -1 for cells no training camera sees) and ``occupied`` [R, R, R] bool
+(``density > min(mean density, density_thresh)``). Axis order is (x, y, z): cell ``(i, j, k)`` covers
+``x in [-b + i * 2b/R, -b + (i+1) * 2b/R)`` and so on.
+
+A fresh grid marks every cell occupied (dense marching) until the first :meth:`OccupancyGrid.update`.
+
+    grid = OccupancyGrid(resolution=128, bound=1.0)
+    grid.mark_untrained(poses_ngp, focal, cx, cy)          # once, before training
+    grid.update(lambda x: field.density(x, code, expr))    # every 16 steps
+    occupied = grid.query(points)                          # [M] bool
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+DensityFn = Callable[[Tensor], Tensor]
+"""[M, 3] NGP points -> [M] density."""
+
+
+class OccupancyGrid(nn.Module):
+    """Dense occupancy grid with decayed-max updates and a boolean occupancy mask."""
+
+    density: Tensor
+    """[R, R, R] float32 running density per cell; -1 = never seen by a training camera."""
+    occupied: Tensor
+    """[R, R, R] bool cells that marching samples."""
+    mean_density: Tensor
+    """[] float32 mean of the non-negative densities at the last update."""
+
+    def __init__(self, resolution: int = 128, bound: float = 1.0, density_thresh: float = 10.0):
+        super().__init__()
+        self.resolution = int(resolution)
+        self.bound = float(bound)
+        self.density_thresh = float(density_thresh)
+        r = self.resolution
+        self.register_buffer("density", torch.zeros(r, r, r))
+        self.register_buffer("occupied", torch.ones(r, r, r, dtype=torch.bool))
+        self.register_buffer("mean_density", torch.zeros(()))
+
+    @property
+    def cell_size(self) -> float:
+        """Edge length of a cell in NGP units (2 bound / R)."""
+        return 2.0 * self.bound / self.resolution
+
+    def cell_index(self, points: Tensor) -> Tensor:
+        """[M, 3] points -> [M] flat cell index (points outside the cube are clamped to the border cells)."""
+        r = self.resolution
+        ijk = ((points / self.bound + 1.0) * (0.5 * r)).long().clamp(0, r - 1)
+        return (ijk[:, 0] * r + ijk[:, 1]) * r + ijk[:, 2]
+
+    def query(self, points: Tensor) -> Tensor:
+        """[M, 3] points -> [M] bool occupancy."""
+        return self.occupied.reshape(-1)[self.cell_index(points)]
+
+    def cell_centres(self) -> Tensor:
+        """[R^3, 3] centres of all cells, in flat-index order."""
+        r = self.resolution
+        axis = (torch.arange(r, device=self.density.device, dtype=torch.float32) + 0.5) * self.cell_size - self.bound
+        return torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1).reshape(-1, 3)
+
+    @torch.no_grad()
+    def update(self, density_fn: DensityFn, *, decay: float = 0.95, generator: torch.Generator | None = None,
+               chunk: int = 65536) -> None:
+        """Re-evaluate the density at a jittered point in every cell and fold it into the grid.
+
+        ``new`` = density at the cell centre + U(-half cell, +half cell) per axis, dilated by a 6-neighbour max;
+        for cells seen by training cameras ``density = max(decay * density, new)``; then
+        ``occupied = density > min(mean(clamp(density, 0)), density_thresh)``.
+
+        Args:
+            density_fn: [M, 3] -> [M] density of the current model and conditioning.
+            decay: factor applied to the old value before the max.
+            generator: random generator for the jitter (seeded training is reproducible).
+            chunk: points per density_fn call.
+        """
+        centres = self.cell_centres()
+        half = 0.5 * self.cell_size
+        device = generator.device if generator is not None else centres.device
+        jitter = torch.rand(centres.shape, generator=generator, device=device).to(centres.device)
+        points = centres + (jitter * 2.0 - 1.0) * half
+        new = torch.cat([density_fn(points[i:i + chunk]).float().reshape(-1) for i in range(0, len(points), chunk)])
+        new = dilate6(new.reshape(self.density.shape))
+        seen = self.density >= 0
+        self.density.copy_(torch.where(seen, torch.maximum(self.density * decay, new), self.density))
+        self._refresh_occupied()
+
+    def _refresh_occupied(self) -> None:
+        self.mean_density.copy_(self.density.clamp(min=0).mean())
+        threshold = min(float(self.mean_density), self.density_thresh)
+        self.occupied.copy_(self.density > threshold)
+
+    @torch.no_grad()
+    def mark_untrained(self, poses: Tensor, focal: float, cx: float, cy: float, *, camera_chunk: int = 16) -> None:
+        """Set cells that no training camera sees to -1 (never occupied, never updated).
+
+        A cell counts as seen when its centre lies in front of at least one camera and inside its image
+        rectangle widened by one cell (the frustum test of the original, with the principal point at the centre).
+
+        Args:
+            poses: [F, 4, 4] NGP-space camera-to-world (OpenCV-like cameras: x right, y down, looking down +z).
+            focal, cx, cy: intrinsics in pixels.
+            camera_chunk: cameras tested at once (bounds memory).
+        """
+        centres = self.cell_centres()
+        poses = poses.to(centres.device, torch.float32)
+        rot, trans = poses[:, :3, :3], poses[:, :3, 3]
+        margin = self.cell_size
+        seen = torch.zeros(len(centres), dtype=torch.bool, device=centres.device)
+        cell_chunk = 262144
+        for c0 in range(0, len(centres), cell_chunk):
+            points = centres[c0:c0 + cell_chunk]
+            for f0 in range(0, len(poses), camera_chunk):
+                r, t = rot[f0:f0 + camera_chunk], trans[f0:f0 + camera_chunk]
+                cam = torch.einsum("fij,fmi->fmj", r, points[None] - t[:, None])  # R^T (p - t): [f, m, 3]
+                x, y, z = cam.unbind(-1)
+                inside = (z > 0) & (x.abs() < cx / focal * z + margin) & (y.abs() < cy / focal * z + margin)
+                seen[c0:c0 + cell_chunk] |= inside.any(dim=0)
+        seen = seen.reshape(self.density.shape)
+        self.density.copy_(torch.where(seen, self.density.clamp(min=0), torch.full_like(self.density, -1.0)))
+        self.occupied &= seen
+
+
+def dilate6(grid: Tensor) -> Tensor:
+    """Max over each cell and its 6 face neighbours.
+
+    Args:
+        grid: [R, R, R] values.
+
+    Returns:
+        [R, R, R] dilated values (borders use only the neighbours that exist).
+    """
+    padded = nn.functional.pad(grid[None, None], (1, 1, 1, 1, 1, 1), value=float("-inf"))[0, 0]
+    out = grid.clone()
+    r0, r1, r2 = grid.shape
+    for dx, dy, dz in ((0, 1, 1), (2, 1, 1), (1, 0, 1), (1, 2, 1), (1, 1, 0), (1, 1, 2)):
+        out = torch.maximum(out, padded[dx:dx + r0, dy:dy + r1, dz:dz + r2])
+    return out
