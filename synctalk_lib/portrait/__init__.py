@@ -1,0 +1,1 @@
+"""Portrait-Sync Generator: background, subject masks and pasting rendered faces back into the original frames."""
