@@ -123,6 +123,8 @@ def check_gaps(face_found: np.ndarray, max_gap: int) -> list[tuple[int, int]]:
 def fill_gaps(values: np.ndarray, face_found: np.ndarray) -> np.ndarray:
     """Fill frames without a face: linear between the neighbouring found frames, the nearest one at the ends.
 
+    (For head matrices use ``fill_transform_gaps``.)
+
     Args:
         values: [N, ...] per-frame values (only found frames are read).
         face_found: [N] bool.
@@ -147,13 +149,28 @@ def fill_gaps(values: np.ndarray, face_found: np.ndarray) -> np.ndarray:
     return out
 
 
-def orthonormalize(transforms: np.ndarray) -> np.ndarray:
-    """Project the 3x3 block of each [.., 4, 4] matrix to the nearest rotation times its mean scale (SVD)."""
+def orthonormalize(transforms: np.ndarray, scales: np.ndarray | None = None) -> np.ndarray:
+    """Project the 3x3 block of each [..., 4, 4] matrix onto the nearest rotation (SVD), times ``scales`` [...]
+    (default: the block's mean singular value); translations are kept."""
     out = np.array(transforms, dtype=np.float32, copy=True)
     u, s, vt = np.linalg.svd(out[..., :3, :3].astype(np.float64))
     det = np.sign(np.linalg.det(u @ vt))
     u[..., :, 2] *= det[..., None]
-    out[..., :3, :3] = (u @ vt) * s.mean(axis=-1)[..., None, None]
+    scale = s.mean(axis=-1) if scales is None else np.asarray(scales, np.float64)
+    out[..., :3, :3] = (u @ vt) * scale[..., None, None]
+    return out
+
+
+def fill_transform_gaps(transforms: np.ndarray, face_found: np.ndarray) -> np.ndarray:
+    """Fill [N, 4, 4] matrices of frames without a face: blended like ``fill_gaps``, then made rigid again with
+    the scale interpolated from the neighbours (a plain blend of two rotations shrinks)."""
+    missing = ~np.asarray(face_found, bool)
+    out = np.array(transforms, dtype=np.float32, copy=True)
+    if not missing.any():
+        return out
+    scales = np.linalg.svd(out[:, :3, :3].astype(np.float64), compute_uv=False).mean(axis=-1)
+    blended = fill_gaps(out, face_found)
+    out[missing] = orthonormalize(blended[missing], fill_gaps(scales, face_found)[missing])
     return out
 
 
@@ -182,9 +199,7 @@ def capture_face_track(clip: Clip, *, models_dirs: Iterable[Path | str] | None =
     gaps = check_gaps(raw.face_found, max_gap)
     landmarks = fill_gaps(raw.landmarks, raw.face_found)
     blendshapes = fill_gaps(raw.blendshapes, raw.face_found)
-    transforms = raw.transforms
-    if gaps:
-        transforms = orthonormalize(fill_gaps(raw.transforms, raw.face_found))
+    transforms = fill_transform_gaps(raw.transforms, raw.face_found)
     settings: dict = {"method": smoothing}
     if smoothing == "one_euro":
         landmarks = smooth_landmarks(landmarks, clip.fps, LANDMARK_FILTER)

@@ -80,10 +80,10 @@ def _one_euro_causal(signal: np.ndarray, fps: float, params: OneEuroParams) -> n
         raise ValueError(f"fps must be positive, got {fps}")
     x = np.asarray(signal, dtype=np.float64)
     n = x.shape[0]
+    if n == 0 or x.size == 0:
+        return x.copy()
     flat = x.reshape(n, -1)
     out = np.empty_like(flat)
-    if n == 0:
-        return out.reshape(x.shape)
     value = flat[0].copy()
     speed = np.zeros_like(value)
     out[0] = value
@@ -145,7 +145,8 @@ def lag_frames(raw: np.ndarray, smoothed: np.ndarray, max_lag: int = 5) -> float
     if max_lag < 1:
         return 0.0
     lags = np.arange(-max_lag, max_lag + 1)
-    score = np.array([(a[: n - k] * b[k:]).sum() if k >= 0 else (a[-k:] * b[: n + k]).sum() for k in lags])
+    # Mean (not sum) of the products, so lags with fewer overlapping frames are not penalised.
+    score = np.array([(a[: n - k] * b[k:]).mean() if k >= 0 else (a[-k:] * b[: n + k]).mean() for k in lags])
     best = int(np.argmax(score))
     offset = 0.0
     if 0 < best < len(lags) - 1:  # parabola through the peak and its neighbours
