@@ -245,6 +245,8 @@ class AudioFeatures(_NpzRecord):
     fps: float
     encoder_id: str
     """Which encoder made them (``ave:<sha256 prefix>``, ``mel``, ...); the renderer checks it matches training."""
+    notes: tuple[str, ...] = field(default=())
+    """Warnings raised while encoding (fallback from AVE to mel, silent audio, ...)."""
 
     @property
     def num_frames(self) -> int:
