@@ -43,7 +43,7 @@ def image_preview(clip: Clip, budget_bytes: int):
     for start in range(0, len(indices), CHUNK_FRAMES):
         chosen = indices[start:start + CHUNK_FRAMES]
         if len(chosen) and chosen[-1] - chosen[0] == len(chosen) - 1:
-            chunk = np.asarray(frames[chosen[0]:chosen[-1] + 1])  # contiguous: one sequential read
+            chunk = np.array(frames[chosen[0]:chosen[-1] + 1])  # contiguous: one sequential read
         else:
             chunk = np.stack([frames[i] for i in chosen])
         out = images[start:start + len(chosen)]

@@ -289,7 +289,7 @@ class VideoReader:
             best: SourceFrame | None = None
             try:
                 for source in self.frames(start=t):
-                    if best is None or abs(source.time - target) < abs(best.time - target):
+                    if best is None or abs(source.time - target) <= abs(best.time - target):  # tie: later
                         best = source
                     if source.time >= target:
                         break
