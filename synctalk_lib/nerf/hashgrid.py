@@ -77,42 +77,151 @@ def level_table(levels: int, base_resolution: int, log2_hashmap_size: int, desir
                       tuple(dense), per_level_scale)
 
 
-def hash_grid_2d_torch(u: Tensor, embeddings: Tensor, offsets: Tensor, scales: Tensor, strides: Tensor,
-                       dense: Tensor) -> Tensor:
-    """Encode 2-D points with a multiresolution hash grid (the PyTorch reference, differentiable in u and rows).
+def _corner_indices(g0: Tensor, g1: Tensor, offsets: Tensor, strides: Tensor, dense: Tensor) -> Tensor:
+    """Table rows of the 4 corners (00, 10, 01, 11) of each point's cell at every level.
+
+    Dense levels must come first (they do: the dense test only gets harder as levels get finer). Hashed levels
+    whose table size E is a power of two use ``(g0 ^ g1 * (P mod E)) & (E - 1)``, which equals the uint32 hash
+    modulo E and stays inside int32; other sizes take the general int64 route.
 
     Args:
-        u: [N, 2] points in the unit square (coordinates outside [0, 1] encode to 0).
+        g0, g1: [N, L] int32 lower cell corner per level.
+        offsets: [L + 1] first row per level (+ total); strides: [L] dense strides; dense: [L] bool.
+
+    Returns:
+        [N, L, 4] int32 (int64 when the table is too large for int32) row indices into ``embeddings``.
+    """
+    num_dense = int(dense.sum())
+    entries = (offsets[1:] - offsets[:-1]).long()
+    parts = []
+    if num_dense:
+        stride = strides[:num_dense].to(g0.dtype)
+        base = g0[:, :num_dense] + g1[:, :num_dense] * stride
+        parts.append(torch.stack((base, base + 1, base + stride, base + stride + 1), dim=-1))
+    if num_dense < g0.shape[1]:
+        h0, h1 = g0[:, num_dense:], g1[:, num_dense:]
+        sizes = entries[num_dense:]
+        pow2 = bool(((sizes & (sizes - 1)) == 0).all())
+        largest_g1 = int(h1.max()) + 1 if h1.numel() else 0
+        if pow2 and largest_g1 * int(sizes.max()) < 2 ** 31:
+            prime = (HASH_PRIME % sizes).to(g0.dtype)  # [Lh]
+            b0 = h1 * prime
+            b1 = b0 + prime
+            a1 = h0 + 1
+            corners = torch.stack((h0 ^ b0, a1 ^ b0, h0 ^ b1, a1 ^ b1), dim=-1)
+            parts.append(corners & (sizes.to(g0.dtype) - 1)[None, :, None])
+        else:
+            a0, a1 = h0.long(), h0.long() + 1
+            b0 = (h1.long() * HASH_PRIME) & 0xFFFFFFFF
+            b1 = ((h1.long() + 1) * HASH_PRIME) & 0xFFFFFFFF
+            corners = torch.stack((a0 ^ b0, a1 ^ b0, a0 ^ b1, a1 ^ b1), dim=-1)
+            parts.append(torch.remainder(corners, sizes[None, :, None]))
+    index_dtype = torch.int32 if int(offsets[-1]) < 2 ** 31 else torch.int64
+    rows = torch.cat([part.to(index_dtype) for part in parts], dim=1)
+    return rows + offsets[:-1].to(index_dtype)[None, :, None]
+
+
+def _cell_and_weights(u: Tensor, scales: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """[N, 2] unit-square points -> lower cell corner g [N, L, 2] int32, fraction f [N, L, 2], bilinear weights
+    [N, L, 4] in corner order (00, 10, 01, 11)."""
+    pos = u[:, None, :] * scales.to(u.dtype)[None, :, None] + 0.5
+    cell = torch.floor(pos)
+    frac = pos - cell
+    fx, fy = frac[..., 0], frac[..., 1]
+    gx, gy = 1 - fx, 1 - fy
+    weights = torch.stack((gx * gy, fx * gy, gx * fy, fx * fy), dim=-1)
+    return cell.to(torch.int32), frac, weights
+
+
+class _HashGrid2DFunction(torch.autograd.Function):
+    """Forward: gather + bilinear mix of all levels at once. Backward: one ``index_add`` into the table rows and,
+    only when asked for, the analytic derivative with respect to the input points."""
+
+    @staticmethod
+    def forward(ctx, u: Tensor, embeddings: Tensor, offsets: Tensor, scales: Tensor, strides: Tensor,
+                dense: Tensor) -> Tensor:
+        inside = ((u >= 0) & (u <= 1)).all(dim=-1)
+        u_c = u.clamp(0.0, 1.0).to(embeddings.dtype)
+        cell, frac, weights = _cell_and_weights(u_c, scales)
+        index = _corner_indices(cell[..., 0], cell[..., 1], offsets, strides, dense)  # [N, L, 4]
+        weights = weights * inside[:, None, None].to(weights.dtype)
+        n, levels = index.shape[:2]
+        channels = embeddings.shape[1]
+        if channels == 1:
+            rows = embeddings.view(-1)[index]  # [N, L, 4]
+            out = (rows * weights).sum(dim=-1)
+        else:
+            rows = embeddings[index]  # [N, L, 4, C]
+            out = (rows * weights.unsqueeze(-1)).sum(dim=2)
+        ctx.save_for_backward(index, weights, frac, inside, scales)
+        ctx.table_shape = embeddings.shape
+        ctx.embeddings = embeddings if ctx.needs_input_grad[0] else None
+        return out.reshape(n, levels * channels)
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        index, weights, frac, inside, scales = ctx.saved_tensors
+        n, levels = index.shape[:2]
+        rows_total, channels = ctx.table_shape
+        grad = grad_out.reshape(n, levels, channels)
+        grad_u = grad_emb = None
+        if ctx.needs_input_grad[1]:
+            contrib = weights.unsqueeze(-1) * grad.unsqueeze(2)  # [N, L, 4, C]
+            flat = index.unsqueeze(-1) * channels + torch.arange(channels, dtype=index.dtype, device=index.device)
+            grad_emb = torch.zeros(rows_total * channels, dtype=grad.dtype, device=grad.device)
+            grad_emb.index_add_(0, flat.reshape(-1), contrib.reshape(-1))  # 1-D: much faster than row-wise on CPU
+            grad_emb = grad_emb.view(rows_total, channels)
+        if ctx.needs_input_grad[0]:
+            rows = ctx.embeddings[index]  # [N, L, 4, C]
+            fx, fy = frac[..., 0:1], frac[..., 1:2]  # [N, L, 1]
+            d_fx = (1 - fy) * (rows[:, :, 1] - rows[:, :, 0]) + fy * (rows[:, :, 3] - rows[:, :, 2])  # [N, L, C]
+            d_fy = (1 - fx) * (rows[:, :, 2] - rows[:, :, 0]) + fx * (rows[:, :, 3] - rows[:, :, 1])
+            scale = scales.to(grad.dtype)[None, :, None]
+            gx = (grad * d_fx * scale).sum(dim=(1, 2))
+            gy = (grad * d_fy * scale).sum(dim=(1, 2))
+            grad_u = torch.stack((gx, gy), dim=-1) * inside[:, None].to(grad.dtype)
+        return grad_u, grad_emb, None, None, None, None
+
+
+def hash_grid_2d_torch(u: Tensor, embeddings: Tensor, offsets: Tensor, scales: Tensor, strides: Tensor,
+                       dense: Tensor) -> Tensor:
+    """Encode 2-D points with a multiresolution hash grid (the PyTorch reference; differentiable in u and rows).
+
+    Args:
+        u: [N, 2] points in the unit square (coordinates outside [0, 1] encode to 0, with zero gradient).
         embeddings: [T, C] table rows of all levels.
         offsets: [L + 1] int first row of each level (+ total).
         scales: [L] float lookup scales.
         strides: [L] int dense row strides.
-        dense: [L] bool, True for densely indexed levels.
+        dense: [L] bool, True for densely indexed levels (they come first).
 
     Returns:
         [N, L * C] features, level-major (level 0's C channels first), dtype of ``embeddings``.
     """
-    num_levels = scales.shape[0]
-    channels = embeddings.shape[1]
-    inside = ((u >= 0) & (u <= 1)).all(dim=-1)  # [N]
+    return _HashGrid2DFunction.apply(u, embeddings, offsets, scales, strides, dense)
+
+
+def hash_grid_2d_reference(u: Tensor, embeddings: Tensor, offsets: Tensor, scales: Tensor, strides: Tensor,
+                           dense: Tensor) -> Tensor:
+    """Literal, slow transcription of the lookup (uint32 hash in int64, ``remainder``, autograd) used by the tests
+    to check the fast path. Same arguments and result as :func:`hash_grid_2d_torch`."""
+    num_levels, channels = scales.shape[0], embeddings.shape[1]
+    inside = ((u >= 0) & (u <= 1)).all(dim=-1)
     u = u.clamp(0.0, 1.0).to(embeddings.dtype)
-    pos = u[:, None, :] * scales.to(u.dtype)[None, :, None] + 0.5  # [N, L, 2]
+    pos = u[:, None, :] * scales.to(u.dtype)[None, :, None] + 0.5
     cell = torch.floor(pos)
-    frac = pos - cell  # gradient flows to u through here
-    cell = cell.long()
-    g0, g1 = cell[..., 0], cell[..., 1]  # [N, L]
-    c0 = torch.stack((g0, g0 + 1, g0, g0 + 1), dim=-1)  # [N, L, 4] corners in (00, 10, 01, 11) order
+    frac = pos - cell
+    g0, g1 = cell.long()[..., 0], cell.long()[..., 1]
+    c0 = torch.stack((g0, g0 + 1, g0, g0 + 1), dim=-1)
     c1 = torch.stack((g1, g1, g1 + 1, g1 + 1), dim=-1)
-    entries = (offsets[1:] - offsets[:-1]).long()
     dense_index = c0 + c1 * strides.long()[None, :, None]
     hashed_index = torch.bitwise_xor(c0, (c1 * HASH_PRIME) & 0xFFFFFFFF)
     index = torch.where(dense[None, :, None], dense_index, hashed_index)
+    entries = (offsets[1:] - offsets[:-1]).long()
     index = torch.remainder(index, entries[None, :, None]) + offsets[:-1].long()[None, :, None]
     fx, fy = frac[..., 0], frac[..., 1]
-    weights = torch.stack(((1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy), dim=-1)  # [N, L, 4]
-    rows = nn.functional.embedding(index, embeddings)  # [N, L, 4, C]
-    out = (weights.unsqueeze(-1) * rows).sum(dim=2)  # [N, L, C]
-    out = out * inside[:, None, None].to(out.dtype)
+    weights = torch.stack(((1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy), dim=-1)
+    out = (weights.unsqueeze(-1) * embeddings[index]).sum(dim=2) * inside[:, None, None].to(embeddings.dtype)
     return out.reshape(u.shape[0], num_levels * channels)
 
 
@@ -143,6 +252,9 @@ class HashGrid2D(nn.Module):
         self.register_buffer("scales", torch.tensor(self.table.scales, dtype=torch.float32), persistent=False)
         self.register_buffer("strides", torch.tensor(self.table.strides, dtype=torch.int64), persistent=False)
         self.register_buffer("dense", torch.tensor(self.table.dense, dtype=torch.bool), persistent=False)
+        num_dense = sum(self.table.dense)
+        if any(self.table.dense[num_dense:]):
+            raise ValueError(f"hash grid levels must be dense first, then hashed; got {self.table.dense}")
         self.backend = "cuda_ext" if backend == "cuda_ext" and backends.cuda_ext_hashgrid() else "torch"
         if backend == "cuda_ext" and self.backend == "torch":
             backends.resolve_backend("cuda_ext")  # warns once

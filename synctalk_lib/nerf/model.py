@@ -13,6 +13,7 @@ in chunks so memory stays bounded.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -20,7 +21,7 @@ from torch import Tensor, nn
 from synctalk_lib.nerf.audio_net import AudioEncoder
 from synctalk_lib.nerf.compositing import accumulate, composite_background, render_weights
 from synctalk_lib.nerf.config import NerfConfig
-from synctalk_lib.nerf.field import SyncTalkField
+from synctalk_lib.nerf.field import FieldOutputs, SyncTalkField
 from synctalk_lib.nerf.occupancy import OccupancyGrid
 from synctalk_lib.nerf.sampler import march_rays, ray_aabb_intersect
 
@@ -46,6 +47,51 @@ class RenderOutput:
     def cat(parts: list["RenderOutput"]) -> "RenderOutput":
         """Concatenate chunk outputs along the ray dimension."""
         return RenderOutput(**{f.name: torch.cat([getattr(p, f.name) for p in parts]) for f in fields(RenderOutput)})
+
+
+FieldFn = Callable[[Tensor, Tensor, Tensor], FieldOutputs]
+"""(positions [M, 3], directions [M, 3], ray index [M]) -> FieldOutputs of M samples."""
+
+
+def volume_render(field_fn: FieldFn, rays_o: Tensor, rays_d: Tensor, bg: Tensor, *, aabb: Sequence[float] | Tensor,
+                  step: float, max_steps: int, min_near: float = 0.05, occupancy: OccupancyGrid | None = None,
+                  perturb: bool = False, generator: torch.Generator | None = None) -> RenderOutput:
+    """Render rays through any field: box near/far -> marching -> field on the real samples -> compositing.
+
+    Args:
+        field_fn: evaluates the field at the M real samples (see ``FieldFn``).
+        rays_o, rays_d: [N, 3] origins and unit directions.
+        bg: [N, 3] or [3] background colour.
+        aabb: render box (xmin, ymin, zmin, xmax, ymax, zmax).
+        step: marching step ``dt``; max_steps: samples per ray; min_near: near clamp.
+        occupancy: grid whose empty cells are skipped (None = dense marching).
+        perturb, generator: jitter of the first sample (training).
+
+    Returns:
+        RenderOutput with N rows.
+    """
+    near, far, _ = ray_aabb_intersect(rays_o, rays_d, aabb, min_near)
+    samples = march_rays(rays_o, rays_d, near, far, step=step, max_steps=max_steps, occupancy=occupancy,
+                         perturb=perturb, generator=generator)
+    ray_idx, slot_idx = samples.mask.nonzero(as_tuple=True)  # [M] each
+    out = field_fn(samples.positions[ray_idx, slot_idx], rays_d[ray_idx], ray_idx)
+    shape = samples.mask.shape
+
+    def padded(values: Tensor) -> Tensor:  # [M, ...] -> [N, S, ...]
+        return values.new_zeros(shape + values.shape[1:]).index_put((ray_idx, slot_idx), values)
+
+    weights, visited = render_weights(padded(out.sigma), samples.deltas.to(out.sigma.dtype), samples.mask)
+    rgb = accumulate(weights, padded(out.rgb))
+    alpha = weights.sum(dim=-1)
+    visited_f = visited.to(weights.dtype)
+    return RenderOutput(
+        rgb=composite_background(rgb, alpha, bg.to(rgb.dtype)),
+        alpha=alpha,
+        depth=accumulate(weights, samples.t.to(weights.dtype)),
+        amb_aud=(padded(out.amb_aud) * visited_f).sum(dim=-1),
+        amb_eye=(padded(out.amb_eye) * visited_f).sum(dim=-1),
+        uncertainty=accumulate(weights, padded(out.uncertainty)),
+    )
 
 
 class SyncTalkNeRF(nn.Module):
@@ -145,42 +191,21 @@ class SyncTalkNeRF(nn.Module):
     def _render_chunk(self, rays_o: Tensor, rays_d: Tensor, *, audio_code: Tensor, expression: Tensor | None,
                       code_index: int | Tensor | None, bg: Tensor, lip_mask: Tensor | None,
                       expr_mask: Tensor | None, perturb: bool, generator: torch.Generator | None) -> RenderOutput:
-        cfg = self.config
-        near, far, _ = ray_aabb_intersect(rays_o, rays_d, self.aabb, cfg.min_near)
-        samples = march_rays(rays_o, rays_d, near, far, step=cfg.step_size, max_steps=cfg.max_steps,
-                             occupancy=self.occupancy, perturb=perturb, generator=generator)
-        ray_idx, slot_idx = samples.mask.nonzero(as_tuple=True)  # [M] each
-
-        def per_sample(value: Tensor | None) -> Tensor | None:  # [N, C] per ray -> [M, C] per sample
-            return value[ray_idx] if value is not None and value.dim() == 2 else value
-
         latent = self.latent_code(code_index)
-        if latent is not None and latent.dim() == 2:
-            latent = latent[ray_idx]
-        out = self.field(
-            samples.positions[ray_idx, slot_idx], rays_d[ray_idx],
-            audio_code=per_sample(audio_code), expression=per_sample(expression), latent_code=latent,
-            lip_gate=lip_mask[ray_idx] if lip_mask is not None else None,
-            expr_gate=expr_mask[ray_idx] if expr_mask is not None else None,
-        )
-        shape = samples.mask.shape
 
-        def padded(values: Tensor) -> Tensor:
-            full = values.new_zeros(shape + values.shape[1:])
-            return full.index_put((ray_idx, slot_idx), values)
+        def field_fn(positions: Tensor, directions: Tensor, ray_idx: Tensor) -> FieldOutputs:
+            def per_sample(value: Tensor | None) -> Tensor | None:  # [N, C] per ray -> [M, C] per sample
+                return value[ray_idx] if value is not None and value.dim() == 2 else value
 
-        weights, visited = render_weights(padded(out.sigma), samples.deltas.to(out.sigma.dtype), samples.mask)
-        rgb = accumulate(weights, padded(out.rgb))
-        alpha = weights.sum(dim=-1)
-        visited_f = visited.to(weights.dtype)
-        return RenderOutput(
-            rgb=composite_background(rgb, alpha, bg.to(rgb.dtype)),
-            alpha=alpha,
-            depth=accumulate(weights, samples.t.to(weights.dtype)),
-            amb_aud=(padded(out.amb_aud) * visited_f).sum(dim=-1),
-            amb_eye=(padded(out.amb_eye) * visited_f).sum(dim=-1),
-            uncertainty=accumulate(weights, padded(out.uncertainty)),
-        )
+            return self.field(positions, directions, audio_code=per_sample(audio_code),
+                              expression=per_sample(expression), latent_code=per_sample(latent),
+                              lip_gate=lip_mask[ray_idx] if lip_mask is not None else None,
+                              expr_gate=expr_mask[ray_idx] if expr_mask is not None else None)
+
+        cfg = self.config
+        return volume_render(field_fn, rays_o, rays_d, bg, aabb=self.aabb, step=cfg.step_size,
+                             max_steps=cfg.max_steps, min_near=cfg.min_near, occupancy=self.occupancy,
+                             perturb=perturb, generator=generator)
 
     # -------------------------------------------------------------------------------------------- occupancy
     @torch.no_grad()
