@@ -1,0 +1,115 @@
+"""Audio nodes: EncodeAudioAV (speech -> one feature row per video frame for the renderer)."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from . import bridge
+
+ENCODERS = ["auto", "ave", "ave-file", "mel"]
+NO_FILE = "none"
+_WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt")
+_OFFICIAL_NAMES = {"audio_visual_encoder.pth", "audio_visual_encoder.safetensors"}
+
+
+def list_ave_files() -> list[str]:
+    """Weight files at the top of the models folders (``models/synctalk/``), for the ave_file combo.
+
+    Trained SyncTalk models live in sub-folders and are not listed; the official AVE is chosen with ``ave``.
+    """
+    names: set[str] = set()
+    for folder in bridge.models_dirs():
+        try:
+            entries = os.listdir(folder)
+        except OSError:
+            continue
+        for name in entries:
+            if name.lower().endswith(_WEIGHT_SUFFIXES) and name not in _OFFICIAL_NAMES and \
+                    os.path.isfile(os.path.join(folder, name)):
+                names.add(name)
+    return [NO_FILE] + sorted(names)
+
+
+class SyncTalkEncodeAudioAV:
+    """AUDIO -> SYNCTALK_AUDIO_FEATURES ``[N, D]`` at the video's fps (AVE 512-d, or mel 1280-d offline)."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "audio": ("AUDIO", {"tooltip": "Speech to encode: the reference clip's audio (training) or a new "
+                                           "driving audio (rendering). Any sample rate, mono or stereo."}),
+            "fps": ("FLOAT", {"default": 25.0, "min": 1.0, "max": 120.0, "step": 0.01,
+                              "tooltip": "Frame rate of the video the features drive: one feature row per video "
+                                         "frame the audio covers (rounded half up). Use the clip's fps."}),
+            "encoder": (ENCODERS, {
+                "default": "auto",
+                "tooltip": "ave: SyncTalk's official audio-visual encoder (512-d; downloaded once into "
+                           "models/synctalk; its weights are CC BY-NC 4.0, non-commercial use only). "
+                           "ave-file: your own AVE weights (ave_file below, e.g. made by ave-train). "
+                           "mel: no weights, the normalised mel window of each frame (1280-d), fully offline. "
+                           "auto: ave when its weights are present or downloadable, else mel with a warning."}),
+            "ave_file": (list_ave_files(), {
+                "default": NO_FILE,
+                "tooltip": "AVE weights (.safetensors/.pth in the official key layout) from the models/synctalk "
+                           "folder; used only when encoder is ave-file. Make one with "
+                           "`python -m synctalk_lib ave-train`."}),
+            "device": (["auto", "cpu", "cuda"], {"default": "auto",
+                                                 "tooltip": "Where the encoder runs (auto: ComfyUI's device)."}),
+        }}
+
+    RETURN_TYPES = ("SYNCTALK_AUDIO_FEATURES", "INT", "STRING")
+    RETURN_NAMES = ("features", "frame_count", "report")
+    OUTPUT_TOOLTIPS = (
+        "One feature row per video frame ([frames, 512] with the AVE, [frames, 1280] with mel), the fps and the "
+        "encoder id; render with the same encoder the model was trained with.",
+        "Number of video frames the audio covers (= rows = frames a render of this audio produces).",
+        "Encoder, shape, duration and any warnings (fallback to mel, silent audio).",
+    )
+    FUNCTION = "run"
+    CATEGORY = "SyncTalk/Audio"
+    DESCRIPTION = ("Face-Sync Controller, audio half: mixes the audio to mono, resamples to 16 kHz, computes the "
+                   "lip-sync mel spectrogram (80 bands) and cuts one 200 ms window per video frame, centred on "
+                   "the frame; the audio-visual encoder turns each window into a 512-d code (or, with 'mel', the "
+                   "window itself is the feature).")
+
+    def run(self, audio, fps: float, encoder: str, ave_file: str, device: str):
+        from synctalk_lib.audio.features import encode_audio
+        from synctalk_lib.errors import InputError
+        from synctalk_lib.media.audio import from_comfy_audio
+
+        wave, rate = from_comfy_audio(audio, "audio")
+        choice = encoder
+        if encoder == "ave-file":
+            if not ave_file or ave_file == NO_FILE:
+                raise InputError("encoder is 'ave-file' but no ave_file is chosen: put your AVE weights "
+                                 "(.safetensors/.pth) in models/synctalk, refresh, and pick the file")
+            choice = f"ave-file:{self._resolve(ave_file)}"
+        with bridge.progress("Encoding audio") as on_step:
+            features = encode_audio(wave, rate, fps=float(fps), encoder=choice, models_dirs=bridge.models_dirs(),
+                                    device=bridge.device(device), on_step=on_step)
+        for note in features.notes:
+            bridge.warn(note)
+        return (features, features.num_frames, format_report(features, wave.shape[1] / rate))
+
+    @staticmethod
+    def _resolve(name: str) -> Path:
+        for folder in bridge.models_dirs():
+            candidate = Path(folder) / name
+            if candidate.is_file():
+                return candidate
+        return Path(name)
+
+
+def format_report(features, seconds: float) -> str:
+    """A short human-readable summary followed by the same facts as JSON."""
+    lines = [f"encoder {features.encoder_id}: {features.num_frames} frames x {features.dim} at "
+             f"{features.fps:g} fps from {seconds:.2f} s of audio"]
+    lines += [f"warning: {note}" for note in features.notes]
+    facts = {"encoder_id": features.encoder_id, "shape": [features.num_frames, features.dim],
+             "fps": features.fps, "audio_seconds": round(seconds, 4), "notes": list(features.notes)}
+    return "\n".join(lines) + "\n" + json.dumps(facts)
+
+
+NODE_CLASS_MAPPINGS = {"SyncTalkEncodeAudioAV": SyncTalkEncodeAudioAV}
+NODE_DISPLAY_NAME_MAPPINGS = {"SyncTalkEncodeAudioAV": "EncodeAudioAV"}
