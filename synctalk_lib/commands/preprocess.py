@@ -221,12 +221,12 @@ def run_audio_features(ctx: Context) -> dict[str, Any]:
                                 encoder=ctx.args.audio_encoder, models_dirs=ctx.models_dirs,
                                 device=ctx.args.device, on_step=on_step)
     ctx.subject.save_audio_features(features)
-    notes = list(getattr(features, "notes", ()) or ())
+    notes = list(features.notes)  # encode_audio has logged them already
     if features.num_frames != clip.num_frames:
-        notes.append(f"{features.num_frames} feature rows for {clip.num_frames} video frames; training uses the "
-                     f"first {min(features.num_frames, clip.num_frames)}")
-    for note in notes:
-        _say(f"note: {note}")
+        mismatch = (f"{features.num_frames} feature rows for {clip.num_frames} video frames; training uses the "
+                    f"first {min(features.num_frames, clip.num_frames)}")
+        notes.append(mismatch)
+        _say(f"note: {mismatch}")
     return {
         "audio_features_shape": list(features.features.shape),
         "audio_features": {"encoder_id": features.encoder_id, "fps": features.fps,
