@@ -180,11 +180,28 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _hub_unreachable(timeout: float = 3.0) -> str | None:
+    """Why the Hub cannot be reached, or None. A quick TCP check spares minutes of download retries offline."""
+    import socket
+    from urllib.parse import urlparse
+
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host, port = endpoint.hostname or "huggingface.co", endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        return f"no network connection to {host} ({exc})"
+    return None
+
+
 def _download(asset: Asset, target: Path) -> Path:
     """Download ``asset`` into ``target`` (atomically, verified); raise MissingWeightsError with every reason."""
     reasons: list[str] = []
+    unreachable = None if _offline() else _hub_unreachable()
     if _offline():
         reasons.append("HF_HUB_OFFLINE is set")
+    elif unreachable:
+        reasons.append(unreachable)
     else:
         try:
             from huggingface_hub import hf_hub_download

@@ -85,6 +85,7 @@ def test_download_goes_through_hf_hub_download_and_is_verified(models_dir, tmp_p
     import huggingface_hub
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(hub, "_hub_unreachable", lambda timeout=3.0: None)
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
     path = hub.fetch("fake", [models_dir])
     assert path == models_dir / asset.filename and path.read_bytes() == payload
@@ -103,6 +104,7 @@ def test_corrupt_download_is_refused_and_not_kept(models_dir, tmp_path, monkeypa
     import huggingface_hub
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(hub, "_hub_unreachable", lambda timeout=3.0: None)
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
     with pytest.raises(MissingWeightsError, match="downloaded file refused"):
         hub.fetch("fake", [models_dir])
@@ -118,6 +120,7 @@ def test_network_error_becomes_actionable(models_dir, monkeypatch):
     import huggingface_hub
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(hub, "_hub_unreachable", lambda timeout=3.0: None)
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_network)
     with pytest.raises(MissingWeightsError, match=r"ConnectionError.*put it at"):
         hub.fetch("fake", [models_dir])
@@ -147,3 +150,18 @@ def test_checksum_cache_does_not_write_into_model_folders(shared_models):
     before = sorted(p.name for p in Path(shared_models).iterdir())
     hub.find_local("raft_small", [shared_models])
     assert sorted(p.name for p in Path(shared_models).iterdir()) == before
+
+
+def test_unreachable_hub_fails_fast_without_calling_the_downloader(models_dir, monkeypatch):
+    _fake_asset(monkeypatch, b"good")
+    import time
+
+    import huggingface_hub
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # discard port: connection refused at once
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda *a, **k: pytest.fail("must not be called"))
+    start = time.perf_counter()
+    with pytest.raises(MissingWeightsError, match="no network connection to 127.0.0.1"):
+        hub.fetch("fake", [models_dir])
+    assert time.perf_counter() - start < 5
