@@ -48,7 +48,7 @@ def image_preview(clip: Clip, budget_bytes: int):
             chunk = np.stack([frames[i] for i in chosen])
         out = images[start:start + len(chosen)]
         out.copy_(torch.from_numpy(chunk))
-        out.mul_(1.0 / 255.0)
+        out.div_(255.0)
     del frames
     warning = None
     if len(indices) < clip.num_frames:
