@@ -83,7 +83,6 @@ class AudioEncoder(nn.Module):
         """
         if windows.dim() != 3 or windows.shape[1] != self.window:
             raise ValueError(f"audio windows must be [B, {self.window}, D], got {tuple(windows.shape)}")
-        codes = self.audio_net(windows)
         if self.audio_att_net is None:
-            return codes[:, self.window // 2]
-        return self.audio_att_net(codes)
+            return self.audio_net(windows[:, self.window // 2])
+        return self.audio_att_net(self.audio_net(windows))
