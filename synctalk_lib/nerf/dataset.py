@@ -258,12 +258,8 @@ class SubjectData:
 
     # --------------------------------------------------------------------------------------------- regions
     def lip_gate_rect(self, index: int) -> Rect:
-        """Rectangle where the audio attention may act: the lower face, grown to leave room for the jaw."""
-        lower = self.regions.lower_face_rect(index)
-        face = self.regions.face_rect(index)
-        grow = int(round(self.settings.lip_gate_margin * face.height))
-        return Rect(lower.r0, lower.r1 + grow, lower.c0 - grow // 2, lower.c1 + grow // 2).clamped(
-            self.height, self.width)
+        """Rectangle where the audio attention may act (see :func:`lip_gate_rect`)."""
+        return lip_gate_rect(self.regions, index, self.settings.lip_gate_margin)
 
     def conditioning(self, index: int, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
         """Audio window ``[W, D]`` and expression ``[E]`` of frame ``index``."""
@@ -283,8 +279,7 @@ class SubjectData:
         regions = self.regions
         lips = regions.lips_rect(index).contains(rows, cols)
         lower = regions.lower_face_rect(index).contains(rows, cols)
-        upper = regions.upper_face_rect(index).contains(rows, cols)
-        gate = self.lip_gate_rect(index).contains(rows, cols)
+        lip_gate, expr_gate = gate_masks(regions, index, rows, cols, self.settings.lip_gate_margin)
         weight = 1.0 + self.settings.lip_weight * lips.astype(np.float32)
         return RayBatch(
             frame=int(index), rows=rows_t, cols=cols_t, rays_o=rays_o, rays_d=rays_d,
@@ -293,8 +288,8 @@ class SubjectData:
             weight=torch.from_numpy(weight.astype(np.float32)),
             face=torch.from_numpy(regions.face_rect(index).contains(rows, cols)),
             lower_face=torch.from_numpy(lower),
-            lip_mask=torch.from_numpy(gate.astype(np.float32)),
-            expr_mask=torch.from_numpy((upper & ~gate).astype(np.float32)),
+            lip_mask=torch.from_numpy(lip_gate),
+            expr_mask=torch.from_numpy(expr_gate),
             shape=shape,
         )
 
@@ -338,6 +333,29 @@ class SubjectData:
         """Every pixel of frame ``index``, row-major, ``shape = (1, h, w)``."""
         rr, cc = np.mgrid[0:self.height, 0:self.width]
         return self.rays_for_pixels(index, rr.reshape(-1), cc.reshape(-1), shape=(1, self.height, self.width))
+
+
+def lip_gate_rect(regions: FaceRegions, index: int, margin: float) -> Rect:
+    """Where the audio attention may act: the lower face (nose tip to chin) grown downwards by ``margin`` face
+    heights and sideways by half that, so a jaw opening wider than in the reference frame is still driven."""
+    lower = regions.lower_face_rect(index)
+    face = regions.face_rect(index)
+    grow = int(round(margin * face.height))
+    return Rect(lower.r0, lower.r1 + grow, lower.c0 - grow // 2, lower.c1 + grow // 2).clamped(
+        regions.height, regions.width)
+
+
+def gate_masks(regions: FaceRegions, index: int, rows: np.ndarray, cols: np.ndarray,
+               margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-ray gates of the facial-aware masked attention for pixels ``(rows, cols)`` of frame ``index``.
+
+    Returns:
+        (lip gate [N] float32: 1 in the lip gate rectangle; expression gate [N] float32: 1 in the upper face
+        (eyes, brows, forehead) outside the lip gate). Both are 0 elsewhere (hair, background).
+    """
+    lip = lip_gate_rect(regions, index, margin).contains(rows, cols)
+    upper = regions.upper_face_rect(index).contains(rows, cols)
+    return lip.astype(np.float32), (upper & ~lip).astype(np.float32)
 
 
 def _scaled_size(height: int, width: int, resolution: int) -> tuple[int, int]:

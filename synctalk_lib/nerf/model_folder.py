@@ -1,0 +1,487 @@
+"""A trained subject as a shareable folder (``models/synctalk/NAME/``), and the ``SyncTalkModel`` object.
+
+Folder layout (everything RenderTriPlane and a portrait blend need; no pickles)::
+
+    NAME/
+      model.safetensors      NeRF weights and its occupancy grid
+      config.json            hyper-parameters, schema/package version, render intrinsics, audio encoder,
+                             training settings and summary
+      subject/
+        subject.json         clip size, fps, intrinsics at the clip's size, expression names, split, source video
+        arrays.npz           c2w [N, 4, 4] (OpenGL, metres), expression [N, E], landmarks [N, 478, 3] (clip pixels)
+        background.png       the clean background at the clip's size
+        reference.mp4        the reference frames (H.264, near-lossless) for per-frame backgrounds and blending
+
+    model = SyncTalkModel.from_pretrained("may")                 # models/synctalk/may, a path, or a Hub repo id
+    model.save_pretrained("/somewhere/may_copy")
+
+``from_pretrained`` takes a folder path, the name of a folder in one of the models folders, or a Hugging Face
+Hub repo id (``owner/name``, downloaded with ``huggingface_hub.snapshot_download``; offline it says so). Loading
+warns, by name, about keys it does not know and keys that fell back to defaults, and leaves the model in eval mode.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+
+from synctalk_lib import __version__
+from synctalk_lib.errors import InputError, MissingDependencyError, SyncTalkError
+from synctalk_lib.face.regions import FaceRegions
+from synctalk_lib.nerf.config import NerfConfig
+from synctalk_lib.nerf.model import SyncTalkNeRF
+from synctalk_lib.paths import atomic_path, default_models_dir, read_json
+from synctalk_lib.types import Clip, HeadPose
+
+log = logging.getLogger("synctalk")
+
+SCHEMA_VERSION = 1
+FORMAT = "synctalk-model"
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+SUBJECT_DIR = "subject"
+SUBJECT_FILE = "subject.json"
+ARRAYS_FILE = "arrays.npz"
+BACKGROUND_FILE = "background.png"
+REFERENCE_FILE = "reference.mp4"
+REFERENCE_CRF = 12
+"""x264 quality of the stored reference frames (near-lossless; they become the backgrounds under the head)."""
+IN_MEMORY_FRAMES_BYTES = 512 << 20
+"""Decoded reference frames up to this size stay in RAM; longer clips are decoded into a temporary file."""
+CONFIG_KEYS = ("schema_version", "format", "class_name", "package_version", "name", "nerf", "render", "audio",
+               "training")
+
+
+# ---------------------------------------------------------------------------------------------- frames
+class ReferenceFrames:
+    """Random access to the subject's reference frames ``[H, W, 3]`` uint8 at the clip's size.
+
+    Backed by the clip's memory map right after training, or by ``subject/reference.mp4`` after loading (decoded
+    once, on first use, into RAM or a temporary memory-mapped file).
+    """
+
+    def __init__(self, *, clip: Clip | None = None, video: Path | None = None, num_frames: int, height: int,
+                 width: int):
+        if clip is None and video is None:
+            raise ValueError("ReferenceFrames needs a clip or a video file")
+        self.clip, self.video = clip, video
+        self.num_frames, self.height, self.width = int(num_frames), int(height), int(width)
+        self._frames: np.ndarray | None = None
+        self._tmpdir: tempfile.TemporaryDirectory | None = None
+
+    def frame(self, index: int) -> np.ndarray:
+        """Reference frame ``index`` ``[H, W, 3]`` uint8."""
+        if not 0 <= index < self.num_frames:
+            raise IndexError(f"reference frame {index} outside 0..{self.num_frames - 1}")
+        if self.clip is not None:
+            return self.clip.frame(index)
+        return np.asarray(self._decoded()[index])
+
+    def _decoded(self) -> np.ndarray:
+        if self._frames is not None:
+            return self._frames
+        shape = (self.num_frames, self.height, self.width, 3)
+        nbytes = int(np.prod(shape))
+        if nbytes <= IN_MEMORY_FRAMES_BYTES:
+            frames = np.zeros(shape, np.uint8)
+        else:
+            self._tmpdir = tempfile.TemporaryDirectory(prefix="synctalk_reference_")
+            frames = np.memmap(Path(self._tmpdir.name) / "frames.u8", dtype=np.uint8, mode="w+", shape=shape)
+        import av
+
+        count = 0
+        with av.open(str(self.video)) as container:
+            for decoded in container.decode(video=0):
+                if count >= self.num_frames:
+                    break
+                image = decoded.to_ndarray(format="rgb24")
+                frames[count] = image[:self.height, :self.width]
+                count += 1
+        if count < self.num_frames:
+            raise InputError(f"{self.video} holds {count} frames but the model folder expects {self.num_frames}; "
+                             "the folder is damaged, save the model again")
+        self._frames = frames
+        return frames
+
+    def write_video(self, path: Path, fps: float) -> None:
+        """Encode every frame into ``path`` (H.264, near-lossless), streaming."""
+        from synctalk_lib.media.video_writer import VideoWriter
+
+        writer = VideoWriter(path, fps, crf=REFERENCE_CRF, pix_fmt="yuv444p", preset="fast")
+        try:
+            for start in range(0, self.num_frames, 32):
+                writer.write(np.stack([self.frame(i) for i in range(start, min(start + 32, self.num_frames))]))
+            writer.close()
+        except BaseException:
+            writer.abort()
+            raise
+
+
+# --------------------------------------------------------------------------------------------- subject
+@dataclass
+class SubjectAssets:
+    """What rendering and blending need about the training subject (all at the clip's size)."""
+
+    num_frames: int
+    fps: float
+    height: int
+    width: int
+    focal: float
+    cx: float
+    cy: float
+    c2w: np.ndarray
+    """[N, 4, 4] float32 OpenGL camera-to-world, metres (HeadPose convention)."""
+    expression: np.ndarray
+    """[N, E] float32 expression coefficients of the reference frames."""
+    expression_names: tuple[str, ...]
+    landmarks: np.ndarray
+    """[N, 478, 3] float32 landmarks in clip pixels."""
+    background: np.ndarray
+    """[H, W, 3] uint8 clean background."""
+    frames: ReferenceFrames
+    train_indices: np.ndarray
+    val_indices: np.ndarray
+    source: dict[str, Any] = field(default_factory=dict)
+    """Source video path, its size and the clip's crop box (for a full-resolution paste)."""
+
+    def regions(self, height: int | None = None, width: int | None = None) -> FaceRegions:
+        """Face regions of the reference frames, for images of ``height x width`` (default: the clip's size)."""
+        regions = FaceRegions(self.landmarks, self.height, self.width)
+        if height is None or (height == self.height and width == self.width):
+            return regions
+        return regions.resized(int(height), int(width or self.width))
+
+    def head_pose(self) -> HeadPose:
+        """The reference frames' head pose as a ``HeadPose`` (keypoints not stored: empty)."""
+        return HeadPose(focal=self.focal, cx=self.cx, cy=self.cy, width=self.width, height=self.height,
+                        c2w=self.c2w, keypoints=np.zeros((0, 3), np.float32),
+                        reproj_error=np.zeros(self.num_frames, np.float32))
+
+    def neutral_expression(self) -> np.ndarray:
+        """``[E]`` the median expression of the training frames (eyes open, brows at rest)."""
+        return np.median(self.expression[self.train_indices], axis=0).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------------------ model
+class SyncTalkModel:
+    """A trained subject: the NeRF, its render settings, the audio encoder it expects and the subject assets.
+
+    This is the ``SYNCTALK_MODEL`` socket type. ``render_height x render_width`` is the resolution the NeRF was
+    trained at (intrinsics ``focal, cx, cy`` at that size); renders are composited at the clip's size.
+    """
+
+    def __init__(self, nerf: SyncTalkNeRF, subject: SubjectAssets, *, render_size: tuple[int, int],
+                 encoder_id: str, feature_dim: int, name: str = "synctalk", train_config: dict | None = None,
+                 summary: dict | None = None, folder: Path | None = None, lip_gate_margin: float = 0.15):
+        self.nerf = nerf.eval()
+        self.lip_gate_margin = float(lip_gate_margin)
+        """Growth of the lower-face audio gate (same as in training, see ``dataset.lip_gate_rect``)."""
+        self.subject = subject
+        self.render_height, self.render_width = int(render_size[0]), int(render_size[1])
+        self.encoder_id = encoder_id
+        self.feature_dim = int(feature_dim)
+        self.name = name
+        self.train_config = dict(train_config or {})
+        self.summary = dict(summary or {})
+        self.folder = folder
+
+    @property
+    def config(self) -> NerfConfig:
+        return self.nerf.config
+
+    @property
+    def render_intrinsics(self) -> tuple[float, float, float]:
+        """``(focal, cx, cy)`` at the render resolution."""
+        sx = self.render_width / self.subject.width
+        sy = self.render_height / self.subject.height
+        return self.subject.focal * (sx + sy) / 2.0, self.subject.cx * sx, self.subject.cy * sy
+
+    @property
+    def device(self) -> torch.device:
+        return self.nerf.individual_codes.device
+
+    def to(self, device: torch.device | str) -> "SyncTalkModel":
+        self.nerf.to(device)
+        return self
+
+    def __repr__(self) -> str:
+        where = f", folder={str(self.folder)!r}" if self.folder else ""
+        return (f"SyncTalkModel({self.name!r}, {self.subject.num_frames} reference frames "
+                f"{self.subject.width}x{self.subject.height}, renders {self.render_width}x{self.render_height}, "
+                f"audio {self.encoder_id} D={self.feature_dim}{where})")
+
+    # --- building
+    @classmethod
+    def from_training(cls, nerf: SyncTalkNeRF, data, *, name: str = "synctalk", train_config: dict | None = None,
+                      summary: dict | None = None) -> "SyncTalkModel":
+        """Wrap a freshly trained NeRF and its ``SubjectData``."""
+        clip, pose, track = data.clip, data.pose, data.track
+        subject = SubjectAssets(
+            num_frames=data.num_frames, fps=float(clip.fps), height=clip.height, width=clip.width,
+            focal=float(pose.focal), cx=float(pose.cx), cy=float(pose.cy),
+            c2w=np.asarray(pose.c2w, np.float32), expression=np.asarray(track.expression, np.float32),
+            expression_names=tuple(track.expression_names), landmarks=np.asarray(track.landmarks, np.float32),
+            background=data.background.image,
+            frames=ReferenceFrames(clip=clip, num_frames=clip.num_frames, height=clip.height, width=clip.width),
+            train_indices=np.asarray(data.train_indices), val_indices=np.asarray(data.val_indices),
+            source={"path": clip.source_path, "size": list(clip.source_size) if clip.source_size else None,
+                    "crop_box": list(clip.crop_box) if clip.crop_box else None, "start_time": clip.start_time},
+        )
+        return cls(nerf, subject, render_size=(data.height, data.width), encoder_id=data.audio.encoder_id,
+                   feature_dim=data.audio.dim, name=name, train_config=train_config, summary=summary,
+                   lip_gate_margin=data.settings.lip_gate_margin)
+
+    # --- saving
+    def save_pretrained(self, folder: Path | str) -> Path:
+        """Write the model folder (atomically: the folder appears complete or not at all)."""
+        return save_pretrained(self, folder)
+
+    @classmethod
+    def from_pretrained(cls, folder_or_repo_id: str | Path, *, revision: str | None = None,
+                        local_files_only: bool = False, models_dirs: Iterable[Path | str] | None = None,
+                        device: torch.device | str = "cpu") -> "SyncTalkModel":
+        """Load a model folder (a path, a folder name in ``models_dirs``, or a Hub repo id ``owner/name``).
+
+        Args:
+            folder_or_repo_id: where the model is.
+            revision: Hub revision (branch, tag or commit) for a repo id.
+            local_files_only: never download; use the Hub cache only.
+            models_dirs: folders searched for a plain name (default: the default models folder).
+            device: where the NeRF goes.
+        """
+        folder = resolve_model_folder(folder_or_repo_id, revision=revision, local_files_only=local_files_only,
+                                      models_dirs=models_dirs)
+        return load_model_folder(folder, device=device)
+
+
+# ------------------------------------------------------------------------------------------ save / load
+def save_pretrained(model: SyncTalkModel, folder: Path | str) -> Path:
+    """Write ``model`` as a model folder at ``folder`` (replacing it atomically); returns the folder."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    subject = model.subject
+    focal, cx, cy = model.render_intrinsics
+    config = {
+        "schema_version": SCHEMA_VERSION, "format": FORMAT, "class_name": "SyncTalkNeRF",
+        "package_version": __version__, "name": model.name, "nerf": model.config.to_dict(),
+        "render": {"height": model.render_height, "width": model.render_width, "focal": focal, "cx": cx, "cy": cy,
+                   "lip_gate_margin": model.lip_gate_margin},
+        "audio": {"encoder_id": model.encoder_id, "feature_dim": model.feature_dim, "fps": subject.fps},
+        "training": {"config": model.train_config, "summary": model.summary},
+    }
+    subject_meta = {
+        "num_frames": subject.num_frames, "fps": subject.fps, "height": subject.height, "width": subject.width,
+        "focal": subject.focal, "cx": subject.cx, "cy": subject.cy,
+        "expression_names": list(subject.expression_names),
+        "train_indices": [int(i) for i in subject.train_indices], "val_indices": [int(i) for i in subject.val_indices],
+        "source": subject.source,
+    }
+    with atomic_path(folder) as tmp:
+        tmp.mkdir(parents=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in model.nerf.state_dict().items()}
+        save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": FORMAT, "package_version": __version__})
+        (tmp / WEIGHTS_FILE).chmod(0o644)  # shareable like the other files
+        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True, default=_json_default) + "\n")
+        sub = tmp / SUBJECT_DIR
+        sub.mkdir()
+        (sub / SUBJECT_FILE).write_text(json.dumps(subject_meta, indent=2, sort_keys=True) + "\n")
+        with open(sub / ARRAYS_FILE, "wb") as fh:
+            np.savez_compressed(fh, c2w=subject.c2w.astype(np.float32),
+                                expression=subject.expression.astype(np.float32),
+                                landmarks=subject.landmarks.astype(np.float32))
+        _write_png(sub / BACKGROUND_FILE, subject.background)
+        subject.frames.write_video(sub / REFERENCE_FILE, subject.fps)
+    model.folder = folder
+    log.info("SyncTalk: saved model %r to %s", model.name, folder)
+    return folder
+
+
+def load_model_folder(folder: Path | str, *, device: torch.device | str = "cpu") -> SyncTalkModel:
+    """Load a model folder written by :func:`save_pretrained`."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    for name in (CONFIG_FILE, WEIGHTS_FILE, f"{SUBJECT_DIR}/{SUBJECT_FILE}", f"{SUBJECT_DIR}/{ARRAYS_FILE}",
+                 f"{SUBJECT_DIR}/{BACKGROUND_FILE}", f"{SUBJECT_DIR}/{REFERENCE_FILE}"):
+        if not (folder / name).is_file():
+            raise InputError(f"{folder} is not a complete SyncTalk model folder: {name} is missing "
+                             "(train the subject again or copy the whole folder)")
+    config = read_json(folder / CONFIG_FILE)
+    if config.get("format") != FORMAT:
+        raise InputError(f"{folder / CONFIG_FILE} is not a SyncTalk model config (format {config.get('format')!r})")
+    if int(config.get("schema_version", 0)) > SCHEMA_VERSION:
+        raise InputError(f"{folder} was written by a newer synctalk (schema {config['schema_version']}, this one "
+                         f"reads {SCHEMA_VERSION}); update the node pack")
+    _warn_keys("config.json", config, CONFIG_KEYS)
+    nerf_values = dict(config.get("nerf", {}))
+    _warn_defaults("config.json 'nerf'", nerf_values, NerfConfig)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        nerf_config = NerfConfig.from_dict(nerf_values)
+    for w in caught:
+        _warn(f"{folder.name}: {w.message}")
+    nerf = SyncTalkNeRF(nerf_config)
+    state = load_file(str(folder / WEIGHTS_FILE))
+    missing, unexpected = nerf.load_state_dict(state, strict=False)
+    if missing:
+        raise InputError(f"{folder / WEIGHTS_FILE} lacks weights {sorted(missing)[:8]}; the folder is damaged or "
+                         "from an incompatible version")
+    if unexpected:
+        _warn(f"{folder.name}: ignoring unknown weights {sorted(unexpected)[:8]}")
+    nerf.to(device).eval()
+
+    sub = folder / SUBJECT_DIR
+    meta = read_json(sub / SUBJECT_FILE)
+    with np.load(sub / ARRAYS_FILE, allow_pickle=False) as arrays:
+        c2w, expression, landmarks = arrays["c2w"], arrays["expression"], arrays["landmarks"]
+    background = _read_png(sub / BACKGROUND_FILE)
+    n, height, width = int(meta["num_frames"]), int(meta["height"]), int(meta["width"])
+    if background.shape[:2] != (height, width) or len(c2w) != n or len(landmarks) != n:
+        raise InputError(f"{sub} is inconsistent (sizes of the background, poses or landmarks disagree with "
+                         f"{SUBJECT_FILE}); save the model again")
+    subject = SubjectAssets(
+        num_frames=n, fps=float(meta["fps"]), height=height, width=width, focal=float(meta["focal"]),
+        cx=float(meta["cx"]), cy=float(meta["cy"]), c2w=c2w, expression=expression,
+        expression_names=tuple(meta.get("expression_names", ())), landmarks=landmarks, background=background,
+        frames=ReferenceFrames(video=sub / REFERENCE_FILE, num_frames=n, height=height, width=width),
+        train_indices=np.asarray(meta.get("train_indices", list(range(n))), np.int64),
+        val_indices=np.asarray(meta.get("val_indices", []), np.int64), source=dict(meta.get("source") or {}),
+    )
+    render = config.get("render", {})
+    audio = config.get("audio", {})
+    if "encoder_id" not in audio or "feature_dim" not in audio:
+        raise InputError(f"{folder / CONFIG_FILE} does not say which audio encoder the model was trained with")
+    training = config.get("training", {})
+    return SyncTalkModel(nerf, subject, render_size=(int(render.get("height", height)), int(render.get("width", width))),
+                         encoder_id=str(audio["encoder_id"]), feature_dim=int(audio["feature_dim"]),
+                         name=str(config.get("name", folder.name)), train_config=training.get("config"),
+                         summary=training.get("summary"), folder=folder,
+                         lip_gate_margin=float(render.get("lip_gate_margin", 0.15)))
+
+
+# ------------------------------------------------------------------------------------------- resolution
+def is_model_folder(folder: Path) -> bool:
+    return (folder / CONFIG_FILE).is_file() and (folder / WEIGHTS_FILE).is_file()
+
+
+def list_models(models_dirs: Iterable[Path | str] | None = None) -> list[str]:
+    """Names of the model folders found directly inside the models folders."""
+    names: list[str] = []
+    for root in _dirs(models_dirs):
+        if root.is_dir():
+            names += [p.name for p in sorted(root.iterdir()) if p.is_dir() and is_model_folder(p)]
+    return sorted(set(names))
+
+
+def resolve_model_folder(folder_or_repo_id: str | Path, *, revision: str | None = None,
+                         local_files_only: bool = False,
+                         models_dirs: Iterable[Path | str] | None = None) -> Path:
+    """A local model folder for a path, a name in the models folders, or a Hub repo id."""
+    text = str(folder_or_repo_id).strip()
+    if not text:
+        raise InputError("no model given: choose a model folder name or a Hub repo id")
+    path = Path(text).expanduser()
+    if path.is_dir():
+        if not is_model_folder(path):
+            raise InputError(f"{path} is not a SyncTalk model folder (no {CONFIG_FILE} + {WEIGHTS_FILE})")
+        return path
+    dirs = _dirs(models_dirs)
+    for root in dirs:
+        candidate = root / text
+        if candidate.is_dir() and is_model_folder(candidate):
+            return candidate
+    if text.count("/") == 1 and not path.is_absolute() and not text.startswith("."):
+        return _download(text, revision=revision, local_files_only=local_files_only)
+    searched = ", ".join(str(d) for d in dirs)
+    raise InputError(f"no SyncTalk model named {text!r} in {searched}; train one with TrainSyncTalk / `train`, "
+                     "or give a folder path or a Hub repo id (owner/name)")
+
+
+def _download(repo_id: str, *, revision: str | None, local_files_only: bool) -> Path:
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError as exc:
+        raise MissingDependencyError("huggingface_hub", "Loading a SyncTalk model from the Hub") from exc
+    try:
+        folder = Path(snapshot_download(repo_id, revision=revision, local_files_only=local_files_only))
+    except Exception as exc:  # offline, not found, no access: all become one sentence with the fix
+        kind = type(exc).__name__
+        offline = "offline" in str(exc).lower() or "LocalEntryNotFound" in kind or local_files_only
+        hint = ("the Hub cannot be reached (offline mode or no network) and the repo is not in the local Hub "
+                "cache; download the folder on a connected machine and copy it into models/synctalk/"
+                if offline else "check the repo id, the revision and your access token (huggingface-cli login)")
+        raise SyncTalkError(f"could not get the SyncTalk model {repo_id!r}"
+                            f"{f' at revision {revision!r}' if revision else ''} from the Hugging Face Hub: "
+                            f"{kind}: {str(exc).splitlines()[0] if str(exc) else ''} -- {hint}") from exc
+    if not is_model_folder(folder):
+        raise InputError(f"the Hub repo {repo_id!r} is not a SyncTalk model folder (no {CONFIG_FILE} + "
+                         f"{WEIGHTS_FILE} at its root)")
+    return folder
+
+
+def _dirs(models_dirs: Iterable[Path | str] | None) -> list[Path]:
+    return [Path(d) for d in models_dirs] if models_dirs else [default_models_dir()]
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def _warn(message: str) -> None:
+    log.warning("SyncTalk: %s", message)
+    warnings.warn(message, stacklevel=3)
+
+
+def _warn_keys(where: str, data: dict, known: Iterable[str]) -> None:
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        _warn(f"{where}: ignoring unknown keys {unknown} (written by another version?)")
+
+
+def _warn_defaults(where: str, data: dict, cls) -> None:
+    import dataclasses
+
+    defaulted = [f.name for f in dataclasses.fields(cls) if f.name not in data]
+    if defaulted:
+        _warn(f"{where}: no value for {defaulted}; using the defaults")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+def _write_png(path: Path, image: np.ndarray) -> None:
+    import cv2
+
+    if not cv2.imwrite(str(path), np.ascontiguousarray(image[..., ::-1])):
+        raise OSError(f"could not write {path}")
+
+
+def _read_png(path: Path) -> np.ndarray:
+    import cv2
+
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise InputError(f"cannot read {path} (damaged image)")
+    return np.ascontiguousarray(image[..., ::-1])
+
+
+def copy_model_folder(src: Path, dst: Path) -> Path:
+    """Copy a model folder atomically (SaveSyncTalkModel of a model that already has a folder)."""
+    with atomic_path(dst) as tmp:
+        shutil.copytree(src, tmp)
+    return dst
