@@ -18,8 +18,8 @@ from synctalk_lib.media.prepare import clip_cache_path, clip_from_images, prepar
 from synctalk_lib.media.preview import image_preview
 from synctalk_lib.media.video import VideoReader
 from synctalk_lib.types import Clip
-from tests.media_fixtures import (audio_ramp, frame_number_of, paste_face_canvas, ramp_time, read_frames,
-                                  truncate_file, write_video)
+from tests.media_fixtures import (frame_number_of, paste_face_canvas, ramp_time, read_frames, truncate_file,
+                                  write_video)
 
 REPO = Path(__file__).resolve().parents[1]
 MAY_FLOAT32_BYTES = 331 * 512 * 512 * 3 * 4
@@ -329,3 +329,9 @@ def test_image_preview_all_frames_or_evenly_spaced(tmp_path):
     assert "5 evenly spaced frames of 40" in warning
     picked = [frame_number_of((small[i].numpy() * 255).round()) for i in range(5)]
     assert picked == [0, 10, 20, 29, 39]
+
+
+def test_unseekable_raw_stream_still_honours_start_time(tmp_path):
+    path = write_video(tmp_path / "raw.h264", frames=30, fps=25)  # raw H.264: no container, no seeking
+    clip = prepare_clip(path, tmp_path / "cache", crop="none", start_time=0.4)
+    assert [frame_number_of(f) for f in clip.frames()] == list(range(10, 30))

@@ -141,18 +141,26 @@ def _check_settings(fps: float, start_time: float, max_duration: float, crop: st
         raise InputError(f"size must be an even number of pixels, 16 or more (got {size}); SyncTalk uses 512")
 
 
+def _human_bytes(count: float) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if count >= scale:
+            return f"{count / scale:.2f} {unit}"
+    return f"{int(count)} bytes"
+
+
 def _check_disk(name: str, frames: int, width: int, height: int, audio_bytes: int, cache_root: Path,
-                max_cache_bytes: int | None) -> None:
+                max_cache_bytes: int | None, crop: str) -> None:
     need = frames * width * height * 3 + audio_bytes
-    what = f"{frames} frames of {width}x{height} as uint8 plus audio, about {need / 1e9:.2f} GB"
-    advice = "Shorten it with max_duration (or a later start_time), lower size, or use crop='face'"
+    what = f"{frames} frames of {width}x{height} as uint8 plus audio, about {_human_bytes(need)}"
+    smaller = "use crop='face' (a smaller square)" if crop == "none" else "lower size"
+    advice = f"Shorten it with max_duration (or a later start_time), or {smaller}"
     if max_cache_bytes is not None and need > max_cache_bytes:
         raise InputError(f"{name} is too long for the clip cache budget: it needs {what}, the budget is "
-                         f"{max_cache_bytes / 1e9:.2f} GB. {advice}, or raise the budget.")
+                         f"{_human_bytes(max_cache_bytes)}. {advice}, or raise the budget.")
     free = free_bytes(cache_root)
     if need + DISK_SAFETY_BYTES > free:
         raise InputError(f"not enough disk space for {name} in the clip cache {cache_root}: it needs {what}, "
-                         f"{free / 1e9:.2f} GB are free. {advice}, free some space, or set SYNCTALK_CACHE_DIR "
+                         f"{_human_bytes(free)} are free. {advice}, free some space, or set SYNCTALK_CACHE_DIR "
                          "to a bigger disk.")
 
 
@@ -249,7 +257,7 @@ def prepare_clip(source: Path | str, cache_root: Path | str, *, fps: float = 25.
             out_w = out_h = int(size)
         seconds = plan.estimated_frames / fps
         audio_bytes = int(seconds * info.sample_rate * max(info.audio_channels, 1) * 4) if info.has_audio else 0
-        _check_disk(name, plan.estimated_frames, out_w, out_h, audio_bytes, cache_root, max_cache_bytes)
+        _check_disk(name, plan.estimated_frames, out_w, out_h, audio_bytes, cache_root, max_cache_bytes, crop)
         if crop == "face":
             box = _find_face_box(reader, plan, models_dirs, name, notes)
             side = box[2] - box[0]
@@ -381,9 +389,11 @@ def _decode_frames(reader: VideoReader, writer: ClipWriter, plan: _Plan, box: Bo
         notes.append(f"{name} has a variable frame rate (frame intervals {low * 1000:.1f} to {high * 1000:.1f} ms); "
                      f"it was resampled to a constant {float(plan.fps):g} fps by taking the source frame nearest "
                      "to each output time, so some frames are repeated or dropped")
-    elif median and abs(1 / median - float(plan.fps)) > 0.01 * float(plan.fps):
-        notes.append(f"{name} is {1 / median:.3g} fps; it was resampled to {float(plan.fps):g} fps by taking the "
-                     "source frame nearest to each output time")
+    elif median and len(times) > 1:
+        source_fps = (len(times) - 1) / float(times[-1] - times[0])  # mean rate: robust to rounded timestamps
+        if abs(source_fps - float(plan.fps)) > 0.01 * float(plan.fps):
+            notes.append(f"{name} is {source_fps:.4g} fps; it was resampled to {float(plan.fps):g} fps by taking "
+                         "the source frame nearest to each output time")
     count = converter.next_index
     if count == 0:
         detail = f" ({reader.stopped_early})" if reader.stopped_early else ""
@@ -451,9 +461,9 @@ def clip_from_images(images, audio: dict | None, fps: float, cache_root: Path | 
         wave, rate = from_comfy_audio(audio, "audio")
         wanted = int(round(count / fps * rate))
         if abs(wave.shape[1] - wanted) > rate / fps:
+            change = "trimmed" if wave.shape[1] > wanted else "padded with silence"
             notes.append(f"the audio lasts {wave.shape[1] / rate:.2f} s but {count} frames at {fps:g} fps last "
-                         f"{count / fps:.2f} s; the audio was {'trimmed' if wave.shape[1] > wanted else 'padded with silence'} "
-                         "to match")
+                         f"{count / fps:.2f} s; the audio was {change} to match")
         wave = wave[:, :wanted] if wave.shape[1] >= wanted else np.pad(wave, ((0, 0), (0, wanted - wave.shape[1])))
     else:
         notes.append("no audio was connected: the clip's audio is empty")

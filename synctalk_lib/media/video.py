@@ -161,7 +161,8 @@ def _probe_open(container, path: Path) -> VideoInfo:
         first = next(container.decode(stream), None)
     except av.FFmpegError as exc:
         raise InputError(f"{path.name}: the first video frame could not be decoded ({exc.strerror or exc}); the "
-                         "file is damaged or uses a codec this FFmpeg build lacks. Re-export it as MP4 (H.264).") from exc
+                         "file is damaged or uses a codec this FFmpeg build lacks. Re-export it as MP4 (H.264)."
+                         ) from exc
     if first is None:
         raise InputError(f"{path.name} holds a video track without any decodable frame; re-export the video")
     rotation = _frame_rotation(first)
@@ -231,11 +232,11 @@ class VideoReader:
         """Decode frames in presentation order, beginning at the last keyframe at or before ``start`` seconds
         (container time). Frames before ``start`` are yielded too; the caller decides what to keep."""
         av = _av()
-        container = self._container
-        stream = container.streams.video[0]
         self.stopped_early = None
         self.decoded = 0
-        self._seek(stream, start)
+        self._seek(start)
+        container = self._container
+        stream = container.streams.video[0]
         coded_size: tuple[int, int] | None = None
         decoder = container.decode(stream)
         number = 0
@@ -265,16 +266,29 @@ class VideoReader:
             number += 1
             self.decoded = number
 
-    def _seek(self, stream, start: float) -> None:
+    def _seek(self, start: float) -> None:
+        """Position the demuxer at the last keyframe at or before ``start`` (container seconds)."""
         av = _av()
-        if start <= self.info.start_time + 1e-6:
-            self._container.seek(0)  # back to the beginning (probe already decoded the first frame)
-            return
-        offset = int(math.floor(start / stream.time_base)) if stream.time_base else int(start * 1_000_000)
+        stream = self._container.streams.video[0]
+        if start > self.info.start_time + 1e-6 and stream.time_base:
+            try:
+                self._container.seek(int(math.floor(start / stream.time_base)), stream=stream, backward=True,
+                                     any_frame=False)
+                return
+            except av.FFmpegError:
+                pass  # not seekable: decode from the beginning, the caller skips what comes before start
+        self._rewind()
+
+    def _rewind(self) -> None:
+        av = _av()
         try:
-            self._container.seek(offset, stream=stream, backward=True, any_frame=False)
-        except av.FFmpegError:
-            self._container.seek(0)  # not seekable: decode from the start and skip
+            self._container.seek(0)
+            return
+        except av.FFmpegError:  # raw streams (.h264, some .ts) cannot seek: open the file again
+            pass
+        self._container.close()
+        self._container = open_container(self.path)
+        self._container.streams.video[0].thread_type = "AUTO"
 
     # --- a few frames by time, for face detection before the main pass
     def frames_near(self, times: list[float]) -> list[SourceFrame | None]:
