@@ -211,8 +211,8 @@ class VideoReader:
                 rgb = source.image()
 
     ``info`` is the probe result. After ``frames()`` ends, ``stopped_early`` holds a sentence when a decoding
-    error cut the stream short (``None`` when the file decoded to its end) and ``last_time`` the end of the last
-    good frame.
+    error cut the stream short (``None`` when the file decoded to its end) and ``decoded`` the number of frames
+    it yielded. Streams that cannot seek (raw ``.h264``) are reopened and decoded from the start instead.
     """
 
     def __init__(self, path: Path | str):
