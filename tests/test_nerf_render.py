@@ -208,6 +208,20 @@ def test_occupancy_update_rule_dilation_and_threshold():
     assert bool(grid.occupied.all())  # mean ~50 but the cap 0.5 keeps the density-1 cells occupied
 
 
+def test_partial_occupancy_update_touches_some_cells_and_keeps_the_rest():
+    grid = OccupancyGrid(resolution=16)
+    grid.density.fill_(5.0)
+    grid.update(lambda p: torch.zeros(len(p)), decay=0.5, fraction=0.02, generator=torch.Generator().manual_seed(0))
+    values = grid.density.reshape(-1)
+    decayed = values == 2.5
+    assert bool(((values == 5.0) | decayed).all())
+    # about 2% of the cells evaluated, each updating itself and up to 6 neighbours
+    assert 0.02 < float(decayed.float().mean()) < 0.3
+    grid.density[0, 0, 0] = -1.0  # unseen cells stay unseen
+    grid.update(lambda p: torch.full((len(p),), 9.0), fraction=1.0)
+    assert float(grid.density[0, 0, 0]) == -1.0 and float(grid.density[1, 1, 1]) == 9.0
+
+
 def _look_at_origin_pose(distance: float) -> np.ndarray:
     """OpenGL camera-to-world in head space: camera on +z at ``distance`` metres, looking at the origin."""
     pose = np.eye(4, dtype=np.float32)

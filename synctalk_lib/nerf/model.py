@@ -210,7 +210,7 @@ class SyncTalkNeRF(nn.Module):
     # -------------------------------------------------------------------------------------------- occupancy
     @torch.no_grad()
     def update_occupancy(self, audio_code: Tensor, expression: Tensor, *, decay: float = 0.95,
-                         generator: torch.Generator | None = None) -> None:
+                         generator: torch.Generator | None = None, fraction: float = 1.0) -> None:
         """Fold the current density (for one frame's conditioning) into the occupancy grid.
 
         The density is evaluated with the audio and expression channels ungated (lip/expression masks = 1).
@@ -220,9 +220,11 @@ class SyncTalkNeRF(nn.Module):
             expression: [E] its expression coefficients.
             decay: factor on the old grid values.
             generator: random generator for the per-cell jitter.
+            fraction: share of the cells to re-evaluate (1 = all, the original; e.g. 0.25 on CPU), see
+                :meth:`OccupancyGrid.update`.
         """
         self.occupancy.update(lambda x: self.field.density(x, audio_code, expression), decay=decay,
-                              generator=generator)
+                              fraction=fraction, generator=generator)
 
     @torch.no_grad()
     def mark_untrained_cells(self, poses_ngp: Tensor, focal: float, cx: float, cy: float) -> None:

@@ -7,8 +7,9 @@ Folder layout (everything RenderTriPlane and a portrait blend need; no pickles):
       config.json            hyper-parameters, schema/package version, render intrinsics, audio encoder,
                              training settings and summary
       subject/
-        subject.json         clip size, fps, intrinsics at the clip's size, expression names, split, source video
-        arrays.npz           c2w [N, 4, 4] (OpenGL, metres), expression [N, E], landmarks [N, 478, 3] (clip pixels)
+        subject.json         clip size, fps, train/held-out split, source video
+        face_track.npz       FaceTrack of the reference frames (landmarks, blendshapes, expression)
+        head_pose.npz        HeadPose of the reference frames (intrinsics, camera-to-world)
         background.png       the clean background at the clip's size
         reference.mp4        the reference frames (H.264, near-lossless) for per-frame backgrounds and blending
 
@@ -39,7 +40,7 @@ from synctalk_lib.face.regions import FaceRegions
 from synctalk_lib.nerf.config import NerfConfig
 from synctalk_lib.nerf.model import SyncTalkNeRF
 from synctalk_lib.paths import atomic_path, default_models_dir, read_json
-from synctalk_lib.types import Clip, HeadPose
+from synctalk_lib.types import Clip, FaceTrack, HeadPose
 
 log = logging.getLogger("synctalk")
 
@@ -49,7 +50,8 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 SUBJECT_DIR = "subject"
 SUBJECT_FILE = "subject.json"
-ARRAYS_FILE = "arrays.npz"
+TRACK_FILE = "face_track.npz"
+POSE_FILE = "head_pose.npz"
 BACKGROUND_FILE = "background.png"
 REFERENCE_FILE = "reference.mp4"
 REFERENCE_CRF = 12
@@ -130,20 +132,11 @@ class ReferenceFrames:
 class SubjectAssets:
     """What rendering and blending need about the training subject (all at the clip's size)."""
 
-    num_frames: int
+    track: FaceTrack
+    """The reference frames' face capture (landmarks for regions and blending, expression coefficients)."""
+    pose: HeadPose
+    """The reference frames' intrinsics and camera-to-world poses."""
     fps: float
-    height: int
-    width: int
-    focal: float
-    cx: float
-    cy: float
-    c2w: np.ndarray
-    """[N, 4, 4] float32 OpenGL camera-to-world, metres (HeadPose convention)."""
-    expression: np.ndarray
-    """[N, E] float32 expression coefficients of the reference frames."""
-    expression_names: tuple[str, ...]
-    landmarks: np.ndarray
-    """[N, 478, 3] float32 landmarks in clip pixels."""
     background: np.ndarray
     """[H, W, 3] uint8 clean background."""
     frames: ReferenceFrames
@@ -152,22 +145,76 @@ class SubjectAssets:
     source: dict[str, Any] = field(default_factory=dict)
     """Source video path, its size and the clip's crop box (for a full-resolution paste)."""
 
+    @property
+    def num_frames(self) -> int:
+        return self.pose.num_frames
+
+    @property
+    def height(self) -> int:
+        return int(self.pose.height)
+
+    @property
+    def width(self) -> int:
+        return int(self.pose.width)
+
+    @property
+    def focal(self) -> float:
+        return float(self.pose.focal)
+
+    @property
+    def cx(self) -> float:
+        return float(self.pose.cx)
+
+    @property
+    def cy(self) -> float:
+        return float(self.pose.cy)
+
+    @property
+    def c2w(self) -> np.ndarray:
+        """[N, 4, 4] float32 OpenGL camera-to-world, metres."""
+        return np.asarray(self.pose.c2w, np.float32)
+
+    @property
+    def expression(self) -> np.ndarray:
+        """[N, E] float32 expression coefficients of the reference frames."""
+        return np.asarray(self.track.expression, np.float32)
+
+    @property
+    def landmarks(self) -> np.ndarray:
+        """[N, 478, 3] float32 landmarks in clip pixels."""
+        return np.asarray(self.track.landmarks, np.float32)
+
     def regions(self, height: int | None = None, width: int | None = None) -> FaceRegions:
         """Face regions of the reference frames, for images of ``height x width`` (default: the clip's size)."""
-        regions = FaceRegions(self.landmarks, self.height, self.width)
+        regions = FaceRegions(self.track.landmarks, self.height, self.width)
         if height is None or (height == self.height and width == self.width):
             return regions
         return regions.resized(int(height), int(width or self.width))
 
-    def head_pose(self) -> HeadPose:
-        """The reference frames' head pose as a ``HeadPose`` (keypoints not stored: empty)."""
-        return HeadPose(focal=self.focal, cx=self.cx, cy=self.cy, width=self.width, height=self.height,
-                        c2w=self.c2w, keypoints=np.zeros((0, 3), np.float32),
-                        reproj_error=np.zeros(self.num_frames, np.float32))
-
     def neutral_expression(self) -> np.ndarray:
         """``[E]`` the median expression of the training frames (eyes open, brows at rest)."""
         return np.median(self.expression[self.train_indices], axis=0).astype(np.float32)
+
+    def reference_clip(self, cache_dir: Path | str) -> Clip:
+        """The reference frames as a ``Clip`` (the training clip itself, or decoded once into ``cache_dir``)."""
+        if self.frames.clip is not None:
+            return self.frames.clip
+        from synctalk_lib.media.clip_store import ClipWriter, cache_key
+
+        video = Path(self.frames.video)  # type: ignore[arg-type]
+        stat = video.stat()
+        target = Path(cache_dir) / f"model_reference_{cache_key({'path': str(video.resolve()), 'size': stat.st_size, 'mtime': stat.st_mtime_ns})}"
+        if (target / Clip.META_FILE).is_file():
+            return Clip.load(target)
+        with ClipWriter(target, height=self.height, width=self.width, fps=self.fps) as writer:
+            for i in range(self.num_frames):
+                writer.append(self.frames.frame(i))
+            size = self.source.get("size")
+            crop = self.source.get("crop_box")
+            return writer.finish(source_path=self.source.get("path"),
+                                 source_size=tuple(size) if size else None,
+                                 crop_box=tuple(crop) if crop else None,
+                                 start_time=float(self.source.get("start_time") or 0.0))
 
 
 # ------------------------------------------------------------------------------------------------ model
@@ -223,13 +270,9 @@ class SyncTalkModel:
     def from_training(cls, nerf: SyncTalkNeRF, data, *, name: str = "synctalk", train_config: dict | None = None,
                       summary: dict | None = None) -> "SyncTalkModel":
         """Wrap a freshly trained NeRF and its ``SubjectData``."""
-        clip, pose, track = data.clip, data.pose, data.track
+        clip = data.clip
         subject = SubjectAssets(
-            num_frames=data.num_frames, fps=float(clip.fps), height=clip.height, width=clip.width,
-            focal=float(pose.focal), cx=float(pose.cx), cy=float(pose.cy),
-            c2w=np.asarray(pose.c2w, np.float32), expression=np.asarray(track.expression, np.float32),
-            expression_names=tuple(track.expression_names), landmarks=np.asarray(track.landmarks, np.float32),
-            background=data.background.image,
+            track=data.track, pose=data.pose, fps=float(clip.fps), background=data.background.image,
             frames=ReferenceFrames(clip=clip, num_frames=clip.num_frames, height=clip.height, width=clip.width),
             train_indices=np.asarray(data.train_indices), val_indices=np.asarray(data.val_indices),
             source={"path": clip.source_path, "size": list(clip.source_size) if clip.source_size else None,
@@ -280,8 +323,6 @@ def save_pretrained(model: SyncTalkModel, folder: Path | str) -> Path:
     }
     subject_meta = {
         "num_frames": subject.num_frames, "fps": subject.fps, "height": subject.height, "width": subject.width,
-        "focal": subject.focal, "cx": subject.cx, "cy": subject.cy,
-        "expression_names": list(subject.expression_names),
         "train_indices": [int(i) for i in subject.train_indices], "val_indices": [int(i) for i in subject.val_indices],
         "source": subject.source,
     }
@@ -294,10 +335,8 @@ def save_pretrained(model: SyncTalkModel, folder: Path | str) -> Path:
         sub = tmp / SUBJECT_DIR
         sub.mkdir()
         (sub / SUBJECT_FILE).write_text(json.dumps(subject_meta, indent=2, sort_keys=True) + "\n")
-        with open(sub / ARRAYS_FILE, "wb") as fh:
-            np.savez_compressed(fh, c2w=subject.c2w.astype(np.float32),
-                                expression=subject.expression.astype(np.float32),
-                                landmarks=subject.landmarks.astype(np.float32))
+        subject.track.save(sub / TRACK_FILE)
+        subject.pose.save(sub / POSE_FILE)
         _write_png(sub / BACKGROUND_FILE, subject.background)
         subject.frames.write_video(sub / REFERENCE_FILE, subject.fps)
     model.folder = folder
@@ -310,7 +349,8 @@ def load_model_folder(folder: Path | str, *, device: torch.device | str = "cpu")
     from safetensors.torch import load_file
 
     folder = Path(folder)
-    for name in (CONFIG_FILE, WEIGHTS_FILE, f"{SUBJECT_DIR}/{SUBJECT_FILE}", f"{SUBJECT_DIR}/{ARRAYS_FILE}",
+    for name in (CONFIG_FILE, WEIGHTS_FILE, f"{SUBJECT_DIR}/{SUBJECT_FILE}", f"{SUBJECT_DIR}/{TRACK_FILE}",
+                 f"{SUBJECT_DIR}/{POSE_FILE}",
                  f"{SUBJECT_DIR}/{BACKGROUND_FILE}", f"{SUBJECT_DIR}/{REFERENCE_FILE}"):
         if not (folder / name).is_file():
             raise InputError(f"{folder} is not a complete SyncTalk model folder: {name} is missing "
@@ -341,17 +381,15 @@ def load_model_folder(folder: Path | str, *, device: torch.device | str = "cpu")
 
     sub = folder / SUBJECT_DIR
     meta = read_json(sub / SUBJECT_FILE)
-    with np.load(sub / ARRAYS_FILE, allow_pickle=False) as arrays:
-        c2w, expression, landmarks = arrays["c2w"], arrays["expression"], arrays["landmarks"]
+    track = FaceTrack.load(sub / TRACK_FILE)
+    pose = HeadPose.load(sub / POSE_FILE)
     background = _read_png(sub / BACKGROUND_FILE)
     n, height, width = int(meta["num_frames"]), int(meta["height"]), int(meta["width"])
-    if background.shape[:2] != (height, width) or len(c2w) != n or len(landmarks) != n:
-        raise InputError(f"{sub} is inconsistent (sizes of the background, poses or landmarks disagree with "
+    if background.shape[:2] != (height, width) or pose.num_frames != n or track.num_frames != n:
+        raise InputError(f"{sub} is inconsistent (the background, head pose or face track disagree with "
                          f"{SUBJECT_FILE}); save the model again")
     subject = SubjectAssets(
-        num_frames=n, fps=float(meta["fps"]), height=height, width=width, focal=float(meta["focal"]),
-        cx=float(meta["cx"]), cy=float(meta["cy"]), c2w=c2w, expression=expression,
-        expression_names=tuple(meta.get("expression_names", ())), landmarks=landmarks, background=background,
+        track=track, pose=pose, fps=float(meta["fps"]), background=background,
         frames=ReferenceFrames(video=sub / REFERENCE_FILE, num_frames=n, height=height, width=width),
         train_indices=np.asarray(meta.get("train_indices", list(range(n))), np.int64),
         val_indices=np.asarray(meta.get("val_indices", []), np.int64), source=dict(meta.get("source") or {}),

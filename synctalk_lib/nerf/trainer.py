@@ -363,3 +363,56 @@ def heldout_psnr(model: SyncTalkNeRF, data: SubjectData, *, device: torch.device
         if on_step is not None:
             on_step(k + 1, len(frames))
     return float(np.mean(values))
+
+
+# ------------------------------------------------------------------------------------------- one call
+def train_subject(clip, track, pose, audio, *, preset: str = "quick", name: str = "synctalk",
+                  work_dir: Path | str | None = None, device: torch.device | str = "cpu", resume: bool = False,
+                  iterations: int = 0, resolution: int = 0, perceptual_loss: str | None = None,
+                  on_step: StepCallback | None = None, on_status: StatusCallback | None = None,
+                  models_dirs=None, **overrides: Any):
+    """Train a subject from the four hand-off types; returns ``(SyncTalkModel, summary)``.
+
+    Args:
+        clip, track, pose, audio: the subject's ``Clip``, ``FaceTrack``, ``HeadPose`` and ``AudioFeatures``.
+        preset: "quick", "standard" or "paper".
+        name: the model's name (its folder name when saved).
+        work_dir: checkpoint folder (None: no checkpoints).
+        device: torch device.
+        resume: continue from ``work_dir/checkpoint.pt`` when it exists.
+        iterations: total steps (0 = the preset's); split between the stages like the preset's.
+        resolution: longer training side in pixels (0 = the preset's).
+        perceptual_loss: "lpips" or "none" (None = the preset's).
+        on_step, on_status: progress callbacks (see :class:`Trainer`).
+        models_dirs: folders searched for the LPIPS weights.
+        overrides: any other :class:`TrainConfig` field.
+    """
+    from synctalk_lib.nerf.dataset import DataSettings
+    from synctalk_lib.nerf.model_folder import SyncTalkModel
+    from synctalk_lib.nerf.presets import get_preset
+
+    config = get_preset(preset, **overrides)
+    if iterations and iterations > 0:
+        share = config.coarse_steps / max(config.total_steps, 1)
+        coarse = int(round(iterations * share))
+        config = config.replace(coarse_steps=coarse, fine_steps=int(iterations) - coarse)
+    if resolution and resolution > 0:
+        config = config.replace(resolution=int(resolution))
+    if perceptual_loss is not None:
+        config = config.replace(perceptual_loss=perceptual_loss)
+    config.validate()
+    if config.fine_steps > 0:  # fail before hours of training, not at the fine stage
+        load_perceptual(config.perceptual_loss, "cpu", models_dirs)
+    settings = DataSettings(resolution=config.resolution, val_frames=config.val_frames,
+                            face_fraction=config.face_fraction, lip_weight=config.lip_weight)
+    if on_status is not None:
+        on_status("preparing the training data (clean background, regions)")
+    data = SubjectData(clip, track, pose, audio, settings=settings)
+    trainer = Trainer(data, config, work_dir=work_dir, device=device, on_step=on_step, on_status=on_status,
+                      models_dirs=models_dirs)
+    result = trainer.run(resume=resume)
+    summary = dict(result.summary)
+    summary["background_filled_fraction"] = round(data.background.filled_fraction, 4)
+    model = SyncTalkModel.from_training(result.model, data, name=name, train_config=config.to_dict(),
+                                        summary=summary)
+    return model, summary
