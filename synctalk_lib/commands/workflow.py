@@ -88,7 +88,9 @@ def _run(args: argparse.Namespace) -> int:
                            extra_pnginfo={"workflow": ui} if ui else None)
     folders = {"output": paths.default_output_dir(), "temp": paths.default_output_dir() / "temp",
                "input": paths.default_input_dir()}
-    print(f"ran {len(results)} node(s) in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    print(f"ran {len(results)} node(s) in {time.perf_counter() - started:.1f} s:", file=sys.stderr)
+    for result in sorted(results.values(), key=lambda r: -r.seconds):
+        print(f"  {result.seconds:8.2f} s  node {result.node_id} {result.class_type}", file=sys.stderr)
     for result in results.values():
         for item in _saved_items(result.ui):
             folder = folders.get(item.get("type", "output"), folders["output"])
