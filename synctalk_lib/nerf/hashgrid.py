@@ -89,97 +89,106 @@ def _corner_indices(g0: Tensor, g1: Tensor, offsets: Tensor, strides: Tensor, de
         offsets: [L + 1] first row per level (+ total); strides: [L] dense strides; dense: [L] bool.
 
     Returns:
-        [N, L, 4] int32 (int64 when the table is too large for int32) row indices into ``embeddings``.
+        [4, N, L] row indices into ``embeddings`` (corner-major), int32 (int64 for tables beyond int32).
     """
+    n, levels = g0.shape
     num_dense = int(dense.sum())
     entries = (offsets[1:] - offsets[:-1]).long()
-    parts = []
+    index_dtype = torch.int32 if int(offsets[-1]) < 2 ** 31 else torch.int64
+    index = torch.empty(4, n, levels, dtype=index_dtype, device=g0.device)
     if num_dense:
-        stride = strides[:num_dense].to(g0.dtype)
-        base = g0[:, :num_dense] + g1[:, :num_dense] * stride
-        parts.append(torch.stack((base, base + 1, base + stride, base + stride + 1), dim=-1))
-    if num_dense < g0.shape[1]:
+        stride = strides[:num_dense].to(index_dtype)
+        base = (g0[:, :num_dense] + g1[:, :num_dense] * stride).to(index_dtype) + offsets[:num_dense].to(index_dtype)
+        index[0, :, :num_dense] = base
+        torch.add(base, 1, out=index[1, :, :num_dense])
+        torch.add(base, stride, out=index[2, :, :num_dense])
+        torch.add(index[2, :, :num_dense], 1, out=index[3, :, :num_dense])
+    if num_dense < levels:
         h0, h1 = g0[:, num_dense:], g1[:, num_dense:]
         sizes = entries[num_dense:]
+        first = offsets[num_dense:-1].to(index_dtype)
         pow2 = bool(((sizes & (sizes - 1)) == 0).all())
         largest_g1 = int(h1.max()) + 1 if h1.numel() else 0
         if pow2 and largest_g1 * int(sizes.max()) < 2 ** 31:
-            prime = (HASH_PRIME % sizes).to(g0.dtype)  # [Lh]
+            prime = (HASH_PRIME % sizes).to(g0.dtype)
+            mask = (sizes - 1).to(g0.dtype)
             b0 = h1 * prime
             b1 = b0 + prime
             a1 = h0 + 1
-            corners = torch.stack((h0 ^ b0, a1 ^ b0, h0 ^ b1, a1 ^ b1), dim=-1)
-            parts.append(corners & (sizes.to(g0.dtype) - 1)[None, :, None])
+            for corner, (a, b) in enumerate(((h0, b0), (a1, b0), (h0, b1), (a1, b1))):
+                index[corner, :, num_dense:] = ((a ^ b) & mask).to(index_dtype) + first
         else:
             a0, a1 = h0.long(), h0.long() + 1
             b0 = (h1.long() * HASH_PRIME) & 0xFFFFFFFF
             b1 = ((h1.long() + 1) * HASH_PRIME) & 0xFFFFFFFF
-            corners = torch.stack((a0 ^ b0, a1 ^ b0, a0 ^ b1, a1 ^ b1), dim=-1)
-            parts.append(torch.remainder(corners, sizes[None, :, None]))
-    index_dtype = torch.int32 if int(offsets[-1]) < 2 ** 31 else torch.int64
-    rows = torch.cat([part.to(index_dtype) for part in parts], dim=1)
-    return rows + offsets[:-1].to(index_dtype)[None, :, None]
+            for corner, (a, b) in enumerate(((a0, b0), (a1, b0), (a0, b1), (a1, b1))):
+                index[corner, :, num_dense:] = (torch.remainder(a ^ b, sizes) + first).to(index_dtype)
+    return index
 
 
-def _cell_and_weights(u: Tensor, scales: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """[N, 2] unit-square points -> lower cell corner g [N, L, 2] int32, fraction f [N, L, 2], bilinear weights
-    [N, L, 4] in corner order (00, 10, 01, 11)."""
-    pos = u[:, None, :] * scales.to(u.dtype)[None, :, None] + 0.5
-    cell = torch.floor(pos)
-    frac = pos - cell
-    fx, fy = frac[..., 0], frac[..., 1]
+def _bilinear_weights(fx: Tensor, fy: Tensor) -> Tensor:
+    """[N, L] fractions -> [4, N, L] bilinear weights of the corners (00, 10, 01, 11)."""
     gx, gy = 1 - fx, 1 - fy
-    weights = torch.stack((gx * gy, fx * gy, gx * fy, fx * fy), dim=-1)
-    return cell.to(torch.int32), frac, weights
+    return torch.stack((gx * gy, fx * gy, gx * fy, fx * fy))
+
+
+def _gather(embeddings: Tensor, index: Tensor) -> Tensor:
+    """[T, C] rows at [4, N, L] indices -> [4, N, L, C] (or [4, N, L] when C == 1)."""
+    return embeddings.view(-1)[index] if embeddings.shape[1] == 1 else embeddings[index]
 
 
 class _HashGrid2DFunction(torch.autograd.Function):
-    """Forward: gather + bilinear mix of all levels at once. Backward: one ``index_add`` into the table rows and,
-    only when asked for, the analytic derivative with respect to the input points."""
+    """Forward: gather + bilinear mix of all levels at once (corner-major, few temporaries). Backward: one 1-D
+    ``index_add`` into the table and, only when asked for, the analytic derivative for the input points."""
 
     @staticmethod
     def forward(ctx, u: Tensor, embeddings: Tensor, offsets: Tensor, scales: Tensor, strides: Tensor,
                 dense: Tensor) -> Tensor:
         inside = ((u >= 0) & (u <= 1)).all(dim=-1)
         u_c = u.clamp(0.0, 1.0).to(embeddings.dtype)
-        cell, frac, weights = _cell_and_weights(u_c, scales)
-        index = _corner_indices(cell[..., 0], cell[..., 1], offsets, strides, dense)  # [N, L, 4]
-        weights = weights * inside[:, None, None].to(weights.dtype)
-        n, levels = index.shape[:2]
+        pos = u_c[:, None, :] * scales.to(u_c.dtype)[None, :, None] + 0.5  # [N, L, 2]
+        cell = torch.floor(pos)
+        frac = pos - cell
+        cell = cell.to(torch.int32)
+        fx, fy = frac[..., 0].contiguous(), frac[..., 1].contiguous()
+        index = _corner_indices(cell[..., 0], cell[..., 1], offsets, strides, dense)  # [4, N, L]
+        weights = _bilinear_weights(fx, fy)
+        rows = _gather(embeddings, index)
+        n, levels = fx.shape
         channels = embeddings.shape[1]
         if channels == 1:
-            rows = embeddings.view(-1)[index]  # [N, L, 4]
-            out = (rows * weights).sum(dim=-1)
+            out = (rows * weights).sum(dim=0)  # [N, L]
         else:
-            rows = embeddings[index]  # [N, L, 4, C]
-            out = (rows * weights.unsqueeze(-1)).sum(dim=2)
-        ctx.save_for_backward(index, weights, frac, inside, scales)
+            out = (rows * weights.unsqueeze(-1)).sum(dim=0)  # [N, L, C]
+        out = out * inside.view(n, *([1] * (out.dim() - 1))).to(out.dtype)
+        ctx.save_for_backward(index, fx, fy, inside, scales)
         ctx.table_shape = embeddings.shape
         ctx.embeddings = embeddings if ctx.needs_input_grad[0] else None
         return out.reshape(n, levels * channels)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
-        index, weights, frac, inside, scales = ctx.saved_tensors
-        n, levels = index.shape[:2]
+        index, fx, fy, inside, scales = ctx.saved_tensors
+        n, levels = fx.shape
         rows_total, channels = ctx.table_shape
-        grad = grad_out.reshape(n, levels, channels)
+        grad = (grad_out.reshape(n, levels, channels) * inside[:, None, None].to(grad_out.dtype))
         grad_u = grad_emb = None
         if ctx.needs_input_grad[1]:
-            contrib = weights.unsqueeze(-1) * grad.unsqueeze(2)  # [N, L, 4, C]
+            weights = _bilinear_weights(fx, fy).to(grad.dtype)  # [4, N, L]
+            contrib = weights.unsqueeze(-1) * grad.unsqueeze(0)  # [4, N, L, C]
             flat = index.unsqueeze(-1) * channels + torch.arange(channels, dtype=index.dtype, device=index.device)
             grad_emb = torch.zeros(rows_total * channels, dtype=grad.dtype, device=grad.device)
             grad_emb.index_add_(0, flat.reshape(-1), contrib.reshape(-1))  # 1-D: much faster than row-wise on CPU
             grad_emb = grad_emb.view(rows_total, channels)
         if ctx.needs_input_grad[0]:
-            rows = ctx.embeddings[index]  # [N, L, 4, C]
-            fx, fy = frac[..., 0:1], frac[..., 1:2]  # [N, L, 1]
-            d_fx = (1 - fy) * (rows[:, :, 1] - rows[:, :, 0]) + fy * (rows[:, :, 3] - rows[:, :, 2])  # [N, L, C]
-            d_fy = (1 - fx) * (rows[:, :, 2] - rows[:, :, 0]) + fx * (rows[:, :, 3] - rows[:, :, 1])
+            rows = ctx.embeddings[index]  # [4, N, L, C]
+            fxc, fyc = fx.unsqueeze(-1), fy.unsqueeze(-1)
+            d_fx = (1 - fyc) * (rows[1] - rows[0]) + fyc * (rows[3] - rows[2])  # [N, L, C]
+            d_fy = (1 - fxc) * (rows[2] - rows[0]) + fxc * (rows[3] - rows[1])
             scale = scales.to(grad.dtype)[None, :, None]
             gx = (grad * d_fx * scale).sum(dim=(1, 2))
             gy = (grad * d_fy * scale).sum(dim=(1, 2))
-            grad_u = torch.stack((gx, gy), dim=-1) * inside[:, None].to(grad.dtype)
+            grad_u = torch.stack((gx, gy), dim=-1)
         return grad_u, grad_emb, None, None, None, None
 
 
