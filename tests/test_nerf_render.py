@@ -190,6 +190,37 @@ def test_occupancy_skipping_never_changes_the_image():
             assert torch.allclose(a, b, rtol=0, atol=1e-6), f"{name}: max abs diff {float((a - b).abs().max())}"
 
 
+def test_early_ray_termination_gives_the_same_image():
+    def field_fn(positions, directions, ray_idx):
+        m = positions.shape[0]
+        sigma = _cube_density(positions, half=0.3) * 10  # opaque: rays terminate a few samples in
+        rgb = torch.stack([positions[:, 0] + 0.5, positions[:, 2] + 0.5, 0.5 + 0 * positions[:, 1]], -1)
+        return FieldOutputs(sigma=sigma, rgb=rgb, amb_aud=torch.ones(m), amb_eye=torch.ones(m),
+                            uncertainty=torch.ones(m))
+
+    calls = []
+
+    def counting(positions, directions, ray_idx):
+        calls.append(len(positions))
+        return field_fn(positions, directions, ray_idx)
+
+    pose = head_pose_to_ngp(_look_at_origin_pose(0.6))
+    o, d = image_rays(pose, 60.0, 16.0, 16.0, 32, 32)
+    full = volume_render(field_fn, o, d, torch.ones(3), aabb=AABB, step=DT, max_steps=32, early_stop=False)
+    staged = volume_render(counting, o, d, torch.ones(3), aabb=AABB, step=DT, max_steps=32, early_stop=True)
+    for name in ("rgb", "alpha", "depth", "amb_aud", "amb_eye", "uncertainty"):
+        a, b = getattr(full, name), getattr(staged, name)
+        assert torch.allclose(a, b, atol=1e-6), f"{name}: {float((a - b).abs().max())}"
+    hits = int((full.alpha > 0.5).sum())
+    assert float(full.alpha.max()) > 0.9999 and hits > 100
+    # the cube starts ~8 samples in: opaque rays stop after the third stage of 4 instead of marching 32 samples
+    assert sum(calls) <= 32 * (len(o) - hits) + 12 * hits
+    # rays that miss everything
+    miss = volume_render(field_fn, o + torch.tensor([0.0, 50.0, 0.0]), d, torch.ones(3), aabb=AABB, step=DT,
+                         max_steps=16)
+    assert torch.equal(miss.rgb, torch.ones(len(o), 3)) and torch.equal(miss.alpha, torch.zeros(len(o)))
+
+
 # ------------------------------------------------------------------------------------------- occupancy grid
 def test_occupancy_update_rule_dilation_and_threshold():
     grid = OccupancyGrid(resolution=8, density_thresh=10.0)

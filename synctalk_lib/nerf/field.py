@@ -124,7 +124,7 @@ class SyncTalkField(nn.Module):
         else:
             att_e = enc_x.new_zeros(count, 0)
         h = self.sigma_net(torch.cat(inputs, dim=-1))
-        sigma = torch.exp(h[:, 0].clamp(max=SIGMA_EXP_CLAMP))
+        sigma = torch.exp(h[:, 0].float().clamp(max=SIGMA_EXP_CLAMP))  # float32 even under autocast
         return sigma, h[:, 1:], enc_x, att_a, att_e
 
     def density(self, positions: Tensor, audio_code: Tensor, expression: Tensor | None,
