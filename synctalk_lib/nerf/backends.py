@@ -5,7 +5,9 @@
   differs from the original's (see :class:`synctalk_lib.nerf.hashgrid.TcnnHashGrid2D`), so its weights are its own.
 - ``cuda_ext``: this pack's optional kernels (``cuda_ext/``). The contract is a module ``cuda_ext.hashgrid`` with a
   function ``hash_grid_2d(u, embeddings, offsets, scales, strides, dense) -> Tensor`` that computes exactly what
-  :func:`synctalk_lib.nerf.hashgrid.hash_grid_2d_torch` computes (same layout, same weights), with autograd.
+  :func:`synctalk_lib.nerf.hashgrid.hash_grid_2d_torch` computes (same layout, same weights), with autograd; and
+  optionally ``cuda_ext.renderer.render_chunk(model, rays_o, rays_d, **same keywords as
+  SyncTalkNeRF._render_chunk)``, which :meth:`SyncTalkNeRF.render` then uses for CUDA rays.
 
 ``"auto"`` picks ``cuda_ext``, then ``tinycudann``, then ``torch``. Asking for a backend that is not usable here
 falls back to ``torch`` with one warning per process (per backend).
@@ -48,6 +50,23 @@ def _cuda_ext_hashgrid() -> Any | None:
     except Exception:
         return None
     return module if callable(getattr(module, "hash_grid_2d", None)) else None
+
+
+@lru_cache(maxsize=None)
+def _cuda_ext_renderer() -> Any | None:
+    if _cuda_ext_hashgrid() is None:
+        return None
+    try:
+        module = importlib.import_module("cuda_ext.renderer")
+    except Exception:
+        return None
+    return module if callable(getattr(module, "render_chunk", None)) else None
+
+
+def cuda_ext_renderer() -> Any | None:
+    """``cuda_ext.renderer`` (fast packed / until-opaque render path with the signature of
+    ``SyncTalkNeRF._render_chunk``) when the cuda_ext kernels work here, else None."""
+    return _cuda_ext_renderer()
 
 
 def tcnn_module() -> Any | None:

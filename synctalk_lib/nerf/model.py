@@ -12,12 +12,14 @@ in chunks so memory stays bounded.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, fields
 from typing import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
+from synctalk_lib.nerf import backends
 from synctalk_lib.nerf.audio_net import AudioEncoder
 from synctalk_lib.nerf.compositing import TRANSMITTANCE_EPS, accumulate, composite_background, render_weights
 from synctalk_lib.nerf.config import NerfConfig
@@ -211,11 +213,12 @@ class SyncTalkNeRF(nn.Module):
                    "lip_mask": lip_mask if use_masks else None,
                    "expr_mask": expr_mask if use_masks else None,
                    "code_index": code_index if isinstance(code_index, Tensor) and code_index.dim() > 0 else None}
+        render_chunk = self._chunk_renderer(rays_o)
         parts = []
         for start in range(0, max(n, 1), chunk_size):
             sl = slice(start, start + chunk_size)
             pick = {k: (v[sl] if v is not None else None) for k, v in per_ray.items()}
-            parts.append(self._render_chunk(
+            parts.append(render_chunk(
                 rays_o[sl], rays_d[sl],
                 audio_code=pick["audio_code"] if pick["audio_code"] is not None else audio_code,
                 expression=pick["expression"] if pick["expression"] is not None else expression,
@@ -223,6 +226,15 @@ class SyncTalkNeRF(nn.Module):
                 bg=pick["bg"] if pick["bg"] is not None else bg,
                 lip_mask=pick["lip_mask"], expr_mask=pick["expr_mask"], perturb=perturb, generator=generator))
         return parts[0] if len(parts) == 1 else RenderOutput.cat(parts)
+
+    def _chunk_renderer(self, rays_o: Tensor) -> Callable[..., RenderOutput]:
+        """The chunk renderer for these rays: cuda_ext's fast path for CUDA rays when the config's backend allows
+        it and the kernels work here, else the PyTorch path below (the reference)."""
+        if rays_o.is_cuda and self.config.backend in ("auto", "cuda_ext"):
+            fast = backends.cuda_ext_renderer()
+            if fast is not None:
+                return functools.partial(fast.render_chunk, self)
+        return self._render_chunk
 
     def _render_chunk(self, rays_o: Tensor, rays_d: Tensor, *, audio_code: Tensor, expression: Tensor | None,
                       code_index: int | Tensor | None, bg: Tensor, lip_mask: Tensor | None,
