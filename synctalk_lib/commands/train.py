@@ -1,0 +1,138 @@
+"""``train SUBJECT_DIR --preset quick --out MODEL_DIR``: train the subject's head NeRF and save the model folder.
+
+Reads the subject folder written by ``preprocess`` (clip, face track, head pose, audio features), trains with a
+preset (every number can be changed with ``--set key=value``), saves MODEL_DIR (``model.safetensors``,
+``config.json``, ``subject/``) and writes ``MODEL_DIR/train_report.json``: steps, seconds, final losses, held-out
+PSNR. Checkpoints go to ``--work-dir`` (default ``MODEL_DIR.training`` beside it); ``--resume`` continues there.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+NAME = "train"
+HELP = "train a subject's SyncTalk head NeRF from a preprocessed subject folder"
+
+log = logging.getLogger("synctalk")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("subject", type=Path, help="subject folder written by `preprocess`")
+    parser.add_argument("--out", type=Path, required=True, help="model folder to write (replaced if it exists)")
+    parser.add_argument("--preset", choices=["quick", "standard", "paper"], default="quick",
+                        help="quick: CPU, 128 px, minutes; standard: GPU, 512 px; paper: 100k + 25k steps")
+    parser.add_argument("--iterations", type=int, default=0, help="total steps (0 = the preset's)")
+    parser.add_argument("--resolution", type=int, default=0, help="longer training side in pixels (0 = preset)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or a torch device")
+    parser.add_argument("--perceptual-loss", choices=["lpips", "none"], default=None,
+                        help="fine-stage perceptual loss (default: the preset's, lpips)")
+    parser.add_argument("--photometric", choices=["l1", "mse"], default=None, help="per-ray colour loss")
+    parser.add_argument("--val-frames", default=None, help="held-out frames: '300:331', a fraction, or 0")
+    parser.add_argument("--name", default=None, help="model name (default: the output folder's name)")
+    parser.add_argument("--work-dir", type=Path, default=None, help="checkpoint folder (default MODEL_DIR.training)")
+    parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in the work folder")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any training setting, e.g. --set rays_per_step=4096 --set nerf.max_steps=32")
+    parser.add_argument("--models-dir", action="append", default=None, help="models folder(s) (LPIPS weights)")
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["a=1", "nerf.max_steps=32"]`` -> ``{"a": 1, "nerf": {"max_steps": 32}}`` (values parsed as JSON when
+    they are JSON, else kept as strings)."""
+    from synctalk_lib.errors import InputError
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        if key.startswith("nerf."):
+            out.setdefault("nerf", {})[key[5:]] = value
+        else:
+            out[key.strip()] = value
+    return out
+
+
+@contextlib.contextmanager
+def cli_progress(description: str) -> Iterator:
+    """An ``on_step(done, total)`` callback drawing a tqdm bar on stderr (silent with SYNCTALK_QUIET=1)."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(desc=description, unit="step", leave=False, file=sys.stderr,
+               disable=os.environ.get("SYNCTALK_QUIET") == "1")
+    try:
+        def on_step(done: int, total: int) -> None:
+            if bar.total != total:
+                bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        yield on_step
+    finally:
+        bar.close()
+
+
+def resolve_device(choice: str):
+    import torch
+
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(choice)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from synctalk_lib.errors import InputError
+    from synctalk_lib.nerf.trainer import train_subject
+    from synctalk_lib.paths import write_json
+    from synctalk_lib.subject import SubjectDir
+
+    if args.threads:
+        torch.set_num_threads(int(args.threads))
+    subject = SubjectDir(args.subject)
+    if not subject.root.is_dir():
+        raise InputError(f"subject folder {subject.root} does not exist; run `python -m synctalk_lib preprocess "
+                         f"VIDEO --out {subject.root}` first")
+    clip = subject.load_clip()
+    track = subject.load_face_track()
+    pose = subject.load_head_pose()
+    audio = subject.load_audio_features()
+    out = Path(args.out)
+    work_dir = args.work_dir or out.with_name(out.name + ".training")
+    overrides = parse_overrides(args.set)
+    if args.photometric:
+        overrides["photometric"] = args.photometric
+    if args.val_frames is not None:
+        overrides["val_frames"] = args.val_frames
+    device = resolve_device(args.device)
+
+    def on_status(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    with cli_progress(f"Training ({args.preset})") as on_step:
+        model, summary = train_subject(
+            clip, track, pose, audio, preset=args.preset, name=args.name or out.name, work_dir=work_dir,
+            device=device, resume=bool(args.resume), iterations=args.iterations, resolution=args.resolution,
+            perceptual_loss=args.perceptual_loss, on_step=on_step, on_status=on_status,
+            models_dirs=args.models_dir, **overrides)
+    model.save_pretrained(out)
+    report = {"subject": str(subject.root.resolve()), "model": str(out.resolve()), "preset": args.preset,
+              "steps": summary["steps"], "seconds": summary["seconds"], "final_losses": summary["final_losses"],
+              "heldout_psnr": summary.get("heldout_psnr"), "summary": summary}
+    write_json(out / "train_report.json", report)
+    psnr = summary.get("heldout_psnr")
+    print(f"trained {summary['steps']} steps in {summary['seconds']:.0f} s; held-out PSNR "
+          f"{'n/a' if psnr is None else f'{psnr:.2f} dB'}; model folder {out}")
+    return 0

@@ -1,0 +1,147 @@
+"""Trainer on the synthetic subject: the loss falls, checkpoints round-trip, resume is exact, LPIPS errors are clear."""
+from __future__ import annotations
+
+import math
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from synctalk_lib.errors import SyncTalkError
+from synctalk_lib.nerf.dataset import DataSettings, SubjectData
+from synctalk_lib.nerf.losses import LossWeights, opacity_entropy, photometric_error
+from synctalk_lib.nerf.presets import TrainConfig, get_preset
+from synctalk_lib.nerf.trainer import Trainer, heldout_psnr, lr_factor, train_subject
+from tests.nerf_fixtures import make_subject
+
+TINY = dict(resolution=0, rays_per_step=256, patch_size=16, patches_per_step=1, perceptual_loss="none",
+            log_every=1000, checkpoint_every=0, nerf={"grid_resolution": 32})
+
+
+@pytest.fixture(scope="module")
+def subject(tmp_path_factory):
+    return make_subject(tmp_path_factory.mktemp("train"), num_frames=20, size=48)
+
+
+@pytest.fixture(scope="module")
+def data(subject):
+    return SubjectData(subject.clip, subject.track, subject.pose, subject.audio,
+                       settings=DataSettings(val_frames="17:20"))
+
+
+def _params(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_presets_and_overrides():
+    quick = get_preset("quick")
+    assert quick.preset == "quick" and quick.resolution <= 192 and quick.total_steps <= 5000
+    paper = get_preset("paper")
+    assert (paper.coarse_steps, paper.fine_steps, paper.rays_per_step) == (100000, 25000, 256 * 256)
+    assert paper.patch_size ** 2 * paper.patches_per_step == paper.rays_per_step
+    changed = get_preset("quick", coarse_steps=7, photometric="mse", nerf={"max_steps": 32})
+    assert changed.coarse_steps == 7 and changed.photometric == "mse"
+    assert changed.nerf["max_steps"] == 32 and changed.nerf["grid_resolution"] == 64  # preset's kept
+    assert TrainConfig.from_dict(changed.to_dict()) == changed
+    with pytest.raises(ValueError, match="unknown preset"):
+        get_preset("fast")
+
+
+def test_lr_schedule_decays_per_stage():
+    cfg = TrainConfig(coarse_steps=100, fine_steps=50, lr_coarse_end=0.5, lr_fine_end=0.05)
+    assert lr_factor(0, cfg) == 1.0
+    assert lr_factor(100, cfg) == pytest.approx(0.5)
+    assert lr_factor(50, cfg) == pytest.approx(0.5 ** 0.5)
+    assert lr_factor(150, cfg) == pytest.approx(0.05)
+    assert lr_factor(125, cfg) == pytest.approx(0.5 * 0.1 ** 0.5)
+
+
+def test_loss_terms_by_hand():
+    pred = torch.tensor([[0.5, 0.5, 0.5], [1.0, 0.0, 0.0]])
+    target = torch.tensor([[0.3, 0.5, 0.8], [1.0, 0.0, 0.0]])
+    assert photometric_error(pred, target, "l1").tolist() == pytest.approx([(0.2 + 0.0 + 0.3) / 3, 0.0])
+    assert photometric_error(pred, target, "mse").tolist() == pytest.approx([(0.04 + 0.09) / 3, 0.0])
+    # entropy: 1 bit at alpha 0.5, ~0 at 0 or 1
+    assert float(opacity_entropy(torch.tensor([0.5]))) == pytest.approx(1.0)
+    assert float(opacity_entropy(torch.tensor([0.0, 1.0]))) < 1e-3
+    assert LossWeights().photometric == "l1"
+
+
+@pytest.mark.parametrize("photometric", ["l1", "mse"])
+def test_tiny_training_lowers_the_loss(data, photometric):
+    config = get_preset("quick", coarse_steps=60, fine_steps=6, photometric=photometric, **TINY)
+    trainer = Trainer(data, config)
+    before = heldout_psnr(trainer.model, data)
+    result = trainer.run()
+    losses = [h["photometric"] for h in trainer.history if h["stage"] == 0.0]
+    assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:10])
+    after = result.summary["heldout_psnr"]
+    assert after > before + 2.0, (before, after)
+    assert result.summary["steps"] == 66 and result.summary["final_losses"]["fine"]["photometric"] > 0
+    # cells no camera sees were marked empty, and the density updates left the grid partly empty
+    assert 0.0 < result.summary["occupied_fraction"] < 1.0
+
+
+def test_checkpoint_round_trip(data, tmp_path):
+    config = get_preset("quick", coarse_steps=6, fine_steps=0, **TINY)
+    trainer = Trainer(data, config, work_dir=tmp_path)
+    trainer.run(evaluate=False)
+    path = tmp_path / "checkpoint.pt"
+    assert path.is_file() and not list(tmp_path.glob(".*tmp*")), "written atomically, no leftovers"
+    other = Trainer(data, config, work_dir=tmp_path)
+    other.load_checkpoint(path)
+    assert other.step == 6
+    for key, value in _params(trainer.model).items():
+        assert torch.equal(value, other.model.state_dict()[key]), key
+    assert torch.equal(trainer.generator.get_state(), other.generator.get_state())
+    assert other.optimizer.state_dict()["state"].keys() == trainer.optimizer.state_dict()["state"].keys()
+
+
+class _Cancel(Exception):
+    pass
+
+
+def test_resume_after_interruption_reproduces_the_uninterrupted_run(data, tmp_path):
+    config = get_preset("quick", coarse_steps=12, fine_steps=6, **TINY).replace(occupancy_interval=4)
+    full = Trainer(data, config, work_dir=tmp_path / "full")
+    full.run(evaluate=False)
+
+    def cancel_at_7(done: int, total: int) -> None:
+        if done == 7:
+            raise _Cancel()
+
+    first = Trainer(data, config, work_dir=tmp_path / "split", on_step=cancel_at_7)
+    with pytest.raises(_Cancel):
+        first.run(evaluate=False)
+    assert (tmp_path / "split" / "checkpoint.pt").is_file()
+    second = Trainer(data, config, work_dir=tmp_path / "split")
+    second.run(resume=True, evaluate=False)
+    assert second.step == 18
+    expected = _params(full.model)
+    for key, value in second.model.state_dict().items():
+        diff = (value.float() - expected[key].float()).abs().max().item() if value.numel() else 0.0
+        assert diff <= 1e-6, f"{key} differs by {diff}"
+
+
+def test_resume_refuses_other_model_settings(data, tmp_path):
+    config = get_preset("quick", coarse_steps=2, fine_steps=0, **TINY)
+    Trainer(data, config, work_dir=tmp_path).run(evaluate=False)
+    other = config.replace(nerf={"grid_resolution": 32, "max_steps": 8})
+    with pytest.raises(SyncTalkError, match="max_steps"):
+        Trainer(data, other, work_dir=tmp_path).run(resume=True)
+
+
+def test_missing_lpips_is_a_clear_error_unless_none(subject, monkeypatch):
+    # make synctalk_lib.metrics.lpips unimportable, as on a machine without the package/weights
+    monkeypatch.setitem(sys.modules, "synctalk_lib.metrics.lpips", None)
+    kwargs = dict(iterations=4, resolution=0, checkpoint_every=0, log_every=1000, rays_per_step=128,
+                  patch_size=16, patches_per_step=1, nerf={"grid_resolution": 32})
+    with pytest.raises(SyncTalkError, match="perceptual_loss='none'"):
+        train_subject(subject.clip, subject.track, subject.pose, subject.audio, preset="quick",
+                      perceptual_loss="lpips", **kwargs)
+    model, summary = train_subject(subject.clip, subject.track, subject.pose, subject.audio, preset="quick",
+                                   perceptual_loss="none", **kwargs)
+    assert summary["steps"] == 4 and summary["perceptual_loss"] == "none"
+    assert math.isfinite(summary["heldout_psnr"])
+    assert model.encoder_id == subject.audio.encoder_id
