@@ -34,6 +34,8 @@ def test_config_round_trip_and_unknown_keys():
     assert again == config
     assert NerfConfig.from_dict({"num_codes": 5}) == NerfConfig(num_codes=5)
     assert NerfConfig().step_size == pytest.approx(0.0270633, abs=1e-7)
+    assert NerfConfig(grid_resolution=64).step_size == NerfConfig().step_size  # the grid does not set the step
+    assert NerfConfig(march_step=0.01).step_size == 0.01
     with pytest.raises(ValueError, match="mask_mode"):
         NerfConfig(mask_mode="lips")
     with pytest.raises(ValueError, match="backend"):

@@ -18,6 +18,8 @@ MaskMode = Literal["ray", "loss", "none"]
 Backend = Literal["auto", "torch", "tinycudann", "cuda_ext"]
 
 MASK_MODES: tuple[str, ...] = ("ray", "loss", "none")
+REFERENCE_GRID_RESOLUTION = 128
+"""The original occupancy grid size; its cell diagonal sets the default marching step."""
 BACKENDS: tuple[str, ...] = ("auto", "torch", "tinycudann", "cuda_ext")
 
 
@@ -74,6 +76,9 @@ class NerfConfig:
     backend: Backend = "auto"
     """Hash-grid implementation: "torch" (reference, CPU and CUDA), "tinycudann", "cuda_ext"; "auto" picks the
     fastest available and falls back to torch."""
+    march_step: float | None = None
+    """Marching step in NGP units; None = the original's constant 2 sqrt(3) bound / 128 = 0.0270633 (independent
+    of ``grid_resolution``, so a coarser occupancy grid does not coarsen the sampling)."""
 
     def __post_init__(self) -> None:
         if self.mask_mode not in MASK_MODES:
@@ -89,11 +94,15 @@ class NerfConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.bound <= 0:
             raise ValueError(f"bound must be positive, got {self.bound}")
+        if self.march_step is not None and not self.march_step > 0:
+            raise ValueError(f"march_step must be positive (or None for the default), got {self.march_step}")
 
     @property
     def step_size(self) -> float:
-        """Constant marching step in NGP units: 2 sqrt(3) bound / grid_resolution (0.0270633 by default)."""
-        return 2.0 * math.sqrt(3.0) * self.bound / self.grid_resolution
+        """Constant marching step in NGP units: ``march_step`` or 2 sqrt(3) bound / 128 (0.0270633)."""
+        if self.march_step is not None:
+            return float(self.march_step)
+        return 2.0 * math.sqrt(3.0) * self.bound / REFERENCE_GRID_RESOLUTION
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of every field (tuples become lists)."""
