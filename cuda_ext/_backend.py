@@ -39,7 +39,11 @@ def interpreting() -> bool:
 def _import_triton() -> tuple[bool, str]:
     global _import_state
     if _import_state is None:
-        if importlib.util.find_spec("triton") is None:
+        try:
+            spec = importlib.util.find_spec("triton")
+        except (ImportError, ValueError):  # a broken or blocked install counts as absent
+            spec = None
+        if spec is None:
             _import_state = (False, "the 'triton' package is not installed (on a CUDA machine: "
                                     "python -m pip install triton; it comes with Linux CUDA builds of torch)")
         else:
@@ -121,16 +125,21 @@ def _probe(family: str, kind: str) -> tuple[bool, str]:
 
 
 def usable(family: str, device: object) -> bool:
-    """True when ``family`` can run on ``device``; on a CUDA device that cannot, warns once (with the reason).
+    """True when ``family`` can run on ``device``; on a CUDA device that cannot, warns once per reason.
 
     CPU tensors outside the interpreter quietly answer False: the kernels are GPU code and the PyTorch twin is
     the normal CPU path, so there is nothing to warn about.
     """
     ok, reason = availability(family, device)
     if not ok and device_kind(device) == "cuda":
-        warn_once(family, f"cuda_ext: the {family} kernels are not used ({reason}); falling back to the PyTorch "
-                          f"implementation (same results, slower).")
+        _warn_fallback(reason)
     return ok
+
+
+def _warn_fallback(reason: str) -> None:
+    # keyed by the reason: a missing triton disables every family but is said once
+    warn_once(reason, f"cuda_ext: the fast kernels are not used ({reason}); falling back to the PyTorch "
+                      f"implementation (same results, slower).")
 
 
 def warn_once(key: str, message: str) -> None:
@@ -144,11 +153,10 @@ def warn_once(key: str, message: str) -> None:
 def mark_failed(family: str, device: object, exc: BaseException) -> None:
     """Record that a kernel failed at run time (e.g. a new specialisation did not compile) and warn once."""
     kind = device_kind(device)
-    reason = f"a Triton kernel failed at run time: {type(exc).__name__}: {_first_line(exc)}"
+    reason = f"{family} kernels: a Triton kernel failed at run time: {type(exc).__name__}: {_first_line(exc)}"
     with _lock:
         _family_state[(family, kind)] = (False, reason)
-    warn_once(family, f"cuda_ext: the {family} kernels are disabled ({reason}); falling back to the PyTorch "
-                      f"implementation (same results, slower).")
+    _warn_fallback(reason)
 
 
 def run_or_fallback(family: str, device: object, fast: Callable[[], object], slow: Callable[[], object]) -> object:
