@@ -257,3 +257,14 @@ def make_subject(root: Path, *, num_frames: int = 36, size: int = 64, feature_di
     audio = AudioFeatures(features=features, fps=25.0, encoder_id="synthetic:test")
     return SyntheticSubject(clip=clip, track=track, pose=pose, audio=audio,
                             background=np.round(bg * 255).astype(np.uint8), head_masks=masks, mouth_open=mouth_open)
+
+
+def train_tiny_model(subject: SyntheticSubject, *, steps: int = 8, name: str = "tiny"):
+    """A quickly trained ``SyncTalkModel`` of the synthetic subject (a few steps, 32^3 occupancy grid)."""
+    from synctalk_lib.nerf.trainer import train_subject
+
+    model, _ = train_subject(subject.clip, subject.track, subject.pose, subject.audio, preset="quick", name=name,
+                             iterations=steps, resolution=0, perceptual_loss="none", rays_per_step=256,
+                             patch_size=16, patches_per_step=1, checkpoint_every=0, log_every=1000,
+                             val_frames=0.15, nerf={"grid_resolution": 32})
+    return model
