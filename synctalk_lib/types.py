@@ -224,6 +224,9 @@ class HeadPose(_NpzRecord):
     """[N] float32 mean reprojection error per frame (pixels)."""
     report_json: str = "{}"
     """Metrics of the fit as JSON (see ``synctalk_lib.pose.metrics``)."""
+    landmarks3d: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.float32))
+    """[L, 3] float32 head-space positions of the rigid face landmarks after bundle adjustment (metres), in the
+    order of ``synctalk_lib.pose.face_model.RIGID_LANDMARKS``; empty when unknown (e.g. imported poses)."""
 
     @property
     def num_frames(self) -> int:

@@ -5,7 +5,8 @@ down -z with +y up (NeRF / OpenGL), head fixed in world space, metres. The fitti
 poses (``p_cam = R @ p_head + t``, camera looking down +z with +y down); this module converts between the two.
 
 Rotation helpers are batched torch functions (they run inside the optimisers); frame conversions and the JSON files
-work on numpy arrays.
+work on numpy arrays. The renderer's NGP space (the original loader's ``nerf_matrix_to_ngp``) is one step further,
+in ``synctalk_lib.nerf.rays.head_pose_to_ngp``.
 """
 from __future__ import annotations
 
@@ -154,28 +155,6 @@ def nerf_to_opencv(c2w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     r_gl = np.swapaxes(c2w[:, :3, :3], -1, -2)
     t_gl = -np.einsum("nij,nj->ni", r_gl, c2w[:, :3, 3])
     return OPENCV_FROM_OPENGL @ r_gl, t_gl @ OPENCV_FROM_OPENGL
-
-
-def nerf_to_ngp(c2w: np.ndarray, scale: float = 4.0, offset: Sequence[float] = (0.0, 0.0, 0.0)) -> np.ndarray:
-    """The original loader's ``nerf_matrix_to_ngp``: NeRF camera-to-world -> the renderer's NGP space.
-
-    World axes are permuted (NGP x = head up, NGP y = toward the camera, NGP z = head right), camera columns 1 and
-    2 are negated (the camera becomes OpenCV-like) and positions are multiplied by ``scale`` (1 NGP unit = 1/scale m).
-
-    Args:
-        c2w: [N, 4, 4] camera-to-world in this pack's convention.
-
-    Returns:
-        [N, 4, 4] float64.
-    """
-    c = np.asarray(c2w, np.float64)
-    out = np.tile(np.eye(4), (len(c), 1, 1))
-    for row, src in enumerate((1, 2, 0)):
-        out[:, row, 0] = c[:, src, 0]
-        out[:, row, 1] = -c[:, src, 1]
-        out[:, row, 2] = -c[:, src, 2]
-        out[:, row, 3] = c[:, src, 3] * scale + offset[row]
-    return out
 
 
 # ------------------------------------------------------------------------------------- transforms_*.json files

@@ -24,6 +24,9 @@ from synctalk_lib.pose.camera import axis_angle_to_matrix, project, transform_po
 
 StepCallback = Callable[[int, int], None]
 
+DEFAULT_FOCAL_RANGE = (0.8, 5.0)
+"""Focal lengths searched by default, in multiples of the frame's longer side."""
+
 #: Median of the norm of a 2-D isotropic Gaussian with unit sigma per axis: sqrt(2 ln 2).
 _MEDIAN_NORM_PER_SIGMA = 1.1774
 
@@ -234,8 +237,8 @@ def track_rough(points: np.ndarray, observed: np.ndarray, init_rotation: np.ndar
         observed: [N, L, 2] the same landmarks in pixels, every frame.
         init_rotation: [N, 3, 3] starting rotations (OpenCV head-to-camera; e.g. from MediaPipe's matrices).
         width, height: frame size; the principal point is the image centre.
-        focal_range: (min, max) focal length in pixels; default ``(0.9, 3.0) * max(width, height)`` (the original
-            searched 500-1450 px for 512 px frames).
+        focal_range: (min, max) focal length in pixels; default ``(0.8, 5.0) * max(width, height)`` (the original
+            searched 500-1450 px for 512 px frames; TV footage cropped to the face often needs more).
         weights: optional [N] or [N, L] weights; frames with weight 0 are left out of the focal search.
         search_frames: frames used to rank focal candidates.
         iterations: LM iterations of the final per-frame fit.
@@ -250,7 +253,7 @@ def track_rough(points: np.ndarray, observed: np.ndarray, init_rotation: np.ndar
     cx, cy = width / 2.0, height / 2.0
     if focal_range is None:
         size = float(max(width, height))
-        focal_range = (0.9 * size, 3.0 * size)
+        focal_range = DEFAULT_FOCAL_RANGE[0] * size, DEFAULT_FOCAL_RANGE[1] * size
     lo, hi = sorted(float(f) for f in focal_range)
     dev = torch.device(device)
     pts = torch.as_tensor(np.asarray(points), dtype=torch.float64, device=dev)
@@ -288,3 +291,28 @@ def track_rough(points: np.ndarray, observed: np.ndarray, init_rotation: np.ndar
     edge = focal <= lo * 1.02 or focal >= hi / 1.02
     return RoughFit(focal=float(focal), rotation=rotation.cpu().numpy(), translation=translation.cpu().numpy(),
                     residual_px=residual.cpu().numpy(), huber_px=float(k), focal_costs=costs, at_range_edge=edge)
+
+
+def fit_fixed_focal(points: np.ndarray, observed: np.ndarray, init_rotation: np.ndarray, focal: float, *,
+                    width: int, height: int, huber_px: float, weights: np.ndarray | None = None,
+                    iterations: int = 25, device="cpu") -> RoughFit:
+    """Every frame's pose at a known focal length (the second half of ``track_rough``, e.g. with a new template).
+
+    Args: as ``track_rough``; ``huber_px`` is the Huber threshold in pixels (``RoughFit.huber_px`` of a search).
+    """
+    import torch
+
+    cx, cy = width / 2.0, height / 2.0
+    dev = torch.device(device)
+    pts = torch.as_tensor(np.asarray(points), dtype=torch.float64, device=dev)
+    obs = torch.as_tensor(np.asarray(observed), dtype=torch.float64, device=dev)
+    rot0 = torch.as_tensor(np.asarray(init_rotation), dtype=torch.float64, device=dev)
+    w = None
+    if weights is not None:
+        wt = torch.as_tensor(np.asarray(weights), dtype=torch.float64, device=dev)
+        w = (wt[:, None] if wt.ndim == 1 else wt).expand(obs.shape[:2]).contiguous()
+    rotation, translation, _ = _fit_at(pts, obs, rot0, focal, cx, cy, huber_px, w, iterations)
+    cam = transform_points(rotation, translation, pts)
+    residual = (project(cam, focal, cx, cy) - obs).norm(dim=-1)
+    return RoughFit(focal=float(focal), rotation=rotation.cpu().numpy(), translation=translation.cpu().numpy(),
+                    residual_px=residual.cpu().numpy(), huber_px=float(huber_px))
