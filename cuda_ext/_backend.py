@@ -113,9 +113,14 @@ def availability(family: str = "all", device: object = "cuda") -> tuple[bool, st
 
 def _probe(family: str, kind: str) -> tuple[bool, str]:
     """Compile and run the family's kernels once on tiny inputs and compare them with the PyTorch twin."""
+    import torch
+
     try:
         module = importlib.import_module(f"cuda_ext.triton_{family}")
-        problem = module.probe(kind)
+        # the first question may come from inside inference_mode/no_grad (ComfyUI runs nodes that way); the probe
+        # checks gradients too, so it must record them
+        with torch.inference_mode(False), torch.enable_grad():
+            problem = module.probe(kind)
     except Exception as exc:  # compiler missing, unsupported GPU, ptxas error, ...
         return False, f"compiling/running the Triton kernels failed: {type(exc).__name__}: {_first_line(exc)}"
     if problem:

@@ -138,3 +138,13 @@ def test_rejects_bad_shapes_with_a_clear_message():
     with pytest.raises(ValueError, match=r"u must be \[N, 2\]"):
         hash_grid_2d_triton(torch.zeros(4, 3, device=DEVICE), torch.zeros(table.offsets[-1], 1, device=DEVICE),
                             offsets, scales, strides, dense)
+
+
+def test_availability_probe_works_under_inference_mode():
+    """ComfyUI runs nodes under torch.inference_mode(); the first availability question may come from there."""
+    from cuda_ext import _backend
+
+    _backend.reset()
+    with torch.inference_mode():
+        ok, reason = _backend.availability("all", DEVICE)
+    assert ok, reason
