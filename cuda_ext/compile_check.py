@@ -34,6 +34,9 @@ class KernelReport:
     """Thread-local memory (register spills; 0 is good)."""
     seconds: float
     """Compile time."""
+    fused_multiply_adds: int
+    """``fma.rn.f32`` instructions in the PTX (0 expected: kernels are compiled with ``enable_fp_fusion=False`` so
+    positions round like PyTorch's separate multiply and add)."""
 
 
 def _specs() -> list[tuple[str, object, dict[str, str], dict[str, object], int]]:
@@ -118,7 +121,8 @@ def compile_all(arch: int = 90, only: str | None = None) -> list[KernelReport]:
         if not compiled.asm.get("cubin"):
             raise RuntimeError(f"{name}: the compiler produced no cubin for sm_{arch}")
         registers, local = _resource_usage(compiled.asm["cubin"])
-        reports.append(KernelReport(name, registers, local, time.perf_counter() - start))
+        fmas = len(re.findall(r"\bfma\.rn\.f32\b", compiled.asm["ptx"]))
+        reports.append(KernelReport(name, registers, local, time.perf_counter() - start, fmas))
     return reports
 
 
@@ -147,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     for report in compile_all(args.arch, args.only):
         print(f"sm_{args.arch}  {report.name:60s} registers={report.registers:3d} local={report.local_bytes}B "
-              f"{report.seconds:5.2f}s")
+              f"fma={report.fused_multiply_adds} {report.seconds:5.2f}s")
     return 0
 
 

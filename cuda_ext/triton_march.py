@@ -15,7 +15,8 @@ Three outputs of the same walk:
   at most ``limit`` samples, returning where it stopped (``k_end``) — the renderer alternates this with the field
   and :func:`cuda_ext.triton_composite.composite_step` until every ray is opaque, out of the box or out of steps.
 
-Kernels run with ``enable_fp_fusion=False`` so ``o + t * d`` rounds like PyTorch and picks the same cells.
+Kernels run with ``enable_fp_fusion=False`` and a correctly rounded division (``div_rn``; Triton's ``/`` is
+approximate on the GPU) so ``o + t * d`` and ``p / bound`` round like PyTorch and pick the same cells.
 Importing this module imports Triton; :mod:`cuda_ext` imports it only on first use.
 """
 from __future__ import annotations
@@ -64,9 +65,9 @@ def _march_kernel(o_ptr, d_ptr, near_ptr, far_ptr, jitter_ptr, kstart_ptr, limit
         py = oy + t * dy
         pz = oz + t * dz
         if HAS_GRID:
-            ix = tl.minimum(tl.maximum(((px / bound + 1.0) * half_res).to(tl.int32), 0), res - 1)
-            iy = tl.minimum(tl.maximum(((py / bound + 1.0) * half_res).to(tl.int32), 0), res - 1)
-            iz = tl.minimum(tl.maximum(((pz / bound + 1.0) * half_res).to(tl.int32), 0), res - 1)
+            ix = tl.minimum(tl.maximum(((tl.math.div_rn(px, bound) + 1.0) * half_res).to(tl.int32), 0), res - 1)
+            iy = tl.minimum(tl.maximum(((tl.math.div_rn(py, bound) + 1.0) * half_res).to(tl.int32), 0), res - 1)
+            iz = tl.minimum(tl.maximum(((tl.math.div_rn(pz, bound) + 1.0) * half_res).to(tl.int32), 0), res - 1)
             cell = (ix * res + iy) * res + iz
             occupied = tl.load(grid_ptr + cell, mask=live, other=0).to(tl.int32) != 0
             keep = live & occupied

@@ -35,3 +35,5 @@ def test_all_kernels_compile_for_gpu(arch):
     assert {"hashgrid_fwd", "hashgrid_bwd", "march", "composite_fwd", "composite_bwd"} <= kernels
     spilling = [line for line in lines if "local=0B" not in line]
     assert not spilling, "kernels spill registers to local memory:\n" + "\n".join(spilling)
+    fused = [line for line in lines if line.split()[1].startswith(("hashgrid", "march")) and " fma=0 " not in line]
+    assert not fused, "fused multiply-adds would round cell positions differently from PyTorch:\n" + "\n".join(fused)
