@@ -177,6 +177,21 @@ def bundle_adjust(*, focal: float, cx: float, cy: float, rotation: np.ndarray, t
     """
     import torch
 
+    # ComfyUI runs nodes under inference_mode; the optimisation needs autograd.
+    with torch.inference_mode(False), torch.enable_grad():
+        return _bundle_adjust(focal=focal, cx=cx, cy=cy, rotation=rotation, translation=translation,
+                              landmarks2d=landmarks2d, template=template, tracks2d=tracks2d,
+                              track_valid=track_valid, ref_index=ref_index, landmark_weights=landmark_weights,
+                              smoothness=smoothness, stage2_iterations=stage2_iterations,
+                              learning_rate=learning_rate, min_track_fraction=min_track_fraction,
+                              drop_factor=drop_factor, device=device, on_step=on_step)
+
+
+def _bundle_adjust(*, focal, cx, cy, rotation, translation, landmarks2d, template, tracks2d, track_valid, ref_index,
+                   landmark_weights, smoothness, stage2_iterations, learning_rate, min_track_fraction, drop_factor,
+                   device, on_step) -> BundleResult:
+    import torch
+
     dev = torch.device(device)
     f64 = dict(dtype=torch.float64, device=dev)
     rot0 = torch.as_tensor(np.asarray(rotation), **f64)

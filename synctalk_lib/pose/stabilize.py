@@ -6,10 +6,11 @@ convention, with the metrics of the rough fit ("raw") and of the adjusted one ("
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -19,6 +20,9 @@ from synctalk_lib.pose.metrics import pose_metrics, reproj_px_per_frame
 from synctalk_lib.types import Clip, FaceTrack, HeadPose
 
 StepCallback = Callable[[int, int], None]
+
+SINGLE_THREAD_WORK = 400_000
+"""Frames x tracked points up to which the CPU fits run on one thread (see ``_fit_threads``)."""
 
 INTERPOLATED_FRAME_WEIGHT = 0.25
 """Weight of landmarks in frames where MediaPipe found no face and the capture interpolated them."""
@@ -56,6 +60,40 @@ def _reference_frame(rotation: np.ndarray, usable: np.ndarray) -> int:
     return int(np.argmin(dist))
 
 
+@contextlib.contextmanager
+def _fit_threads(device, work: int) -> Iterator[None]:
+    """Run small CPU fits on one torch thread (restored afterwards).
+
+    The fits are thousands of small tensor operations; on a busy machine, handing each to a thread pool costs far
+    more than it saves (a 50-frame clip took 55 s with 2 threads on a loaded 2-core machine, 5 s with 1). Large
+    problems (``work`` = frames x points above ``SINGLE_THREAD_WORK``) keep torch's setting.
+    """
+    import torch
+
+    if device.type != "cpu" or work > SINGLE_THREAD_WORK:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def resolve_device(device):
+    """A torch device from ``"auto" | "cpu" | "cuda"`` (or a ``torch.device``); auto prefers CUDA."""
+    import torch
+
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise InputError("device 'cuda' was chosen but torch sees no CUDA GPU here; choose 'auto' or 'cpu'")
+    return torch.device(device)
+
+
 def _check_inputs(clip: Clip, track: FaceTrack) -> None:
     if track.num_frames != clip.num_frames:
         raise InputError(f"the face track has {track.num_frames} frames but the clip has {clip.num_frames}; "
@@ -78,26 +116,37 @@ def stabilize_head_pose(clip: Clip, track: FaceTrack, *, flow: str = "opencv",
         clip: the prepared clip.
         track: its face track (``CaptureBlendshapes``): landmarks and MediaPipe's matrices.
         flow: ``"opencv"`` (no weights) or ``"raft-small"`` (RAFT weights from ``models_dirs``; slow on a CPU).
-        models_dirs: folders searched for weights (RAFT).
-        focal_range: (min, max) focal length in pixels searched; default ``(0.9, 3.0) * max(W, H)``.
+        models_dirs: folders searched for weights (``face_landmarker.task`` for the canonical face, RAFT).
+        focal_range: (min, max) focal length in pixels searched; default ``(0.8, 5.0) * max(W, H)``.
         smoothness: temporal smoothness prior of the bundle adjustment (0 = off; see ``bundle_adjust``).
         max_keypoints: most dense keypoints tracked.
         bundle_iterations: Adam iterations of bundle-adjustment stage 2.
-        device: torch device for the fits and RAFT (``"cpu"``, ``"cuda"``, a ``torch.device``).
+        device: torch device for the fits and RAFT (``"auto"``, ``"cpu"``, ``"cuda"`` or a ``torch.device``).
         on_step: progress callback ``(done, total)``.
 
     Returns:
         A ``HeadPose``; ``report()`` holds ``focal``, ``raw`` and ``adjusted`` metrics and ``seconds``.
     """
+    from synctalk_lib.pose.face_model import RIGID_LANDMARKS
+
+    _check_inputs(clip, track)
+    device = resolve_device(device)
+    if not 0.0 <= smoothness <= 1000.0:
+        raise InputError(f"smoothness must be between 0 and 1000, got {smoothness}")
+    with _fit_threads(device, clip.num_frames * (len(RIGID_LANDMARKS) + max_keypoints)):
+        return _stabilize(clip, track, flow=flow, models_dirs=models_dirs, focal_range=focal_range,
+                          smoothness=smoothness, max_keypoints=max_keypoints, bundle_iterations=bundle_iterations,
+                          device=device, on_step=on_step)
+
+
+def _stabilize(clip: Clip, track: FaceTrack, *, flow, models_dirs, focal_range, smoothness, max_keypoints,
+               bundle_iterations, device, on_step) -> HeadPose:
     from synctalk_lib.pose.bundle_adjust import bundle_adjust
     from synctalk_lib.pose.face_model import (RIGID_LANDMARKS, canonical_face, mediapipe_rotations,
                                               subject_template)
     from synctalk_lib.pose.keypoints import find_keypoint_tracks
     from synctalk_lib.pose.rough_tracker import fit_fixed_focal, track_rough
 
-    _check_inputs(clip, track)
-    if not 0.0 <= smoothness <= 1000.0:
-        raise InputError(f"smoothness must be between 0 and 1000, got {smoothness}")
     started = time.perf_counter()
     progress = _Progress(on_step)
     width, height = clip.width, clip.height
