@@ -174,3 +174,46 @@ def test_a_few_training_steps_give_the_same_model():
         image_ref = models[0]._render_chunk(rays_o, rays_d, perturb=False, generator=None, **kwargs).rgb
         image_fast = render_chunk(models[1], rays_o, rays_d, perturb=False, generator=None, **kwargs).rgb
     assert_close(image_fast, image_ref, 1e-3, "rendered pixels after training")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (full-size model through model.render)")
+def test_full_size_model_renders_the_same_through_both_backends_on_gpu():
+    """Official sizes (12-level grids, 128^3 occupancy, 16 steps): a 128 x 128 image and one training step's
+    gradients through ``SyncTalkNeRF.render`` with backend "torch" and "cuda_ext" (same weights)."""
+    from synctalk_lib.nerf import head_pose_to_ngp, image_rays
+
+    torch.manual_seed(0)
+    ref_model = SyncTalkNeRF(NerfConfig(num_codes=4, backend="torch")).to(DEVICE)
+    fast_model = SyncTalkNeRF(NerfConfig(num_codes=4, backend="cuda_ext")).to(DEVICE)
+    with torch.no_grad():
+        for grid in (ref_model.field.encoder.encoder_xy, ref_model.field.encoder.encoder_yz,
+                     ref_model.field.encoder.encoder_xz):
+            grid.embeddings.uniform_(-1, 1)
+        ref_model.field.sigma_net.net[-1].weight[0].abs_().mul_(30)
+        centres = ref_model.occupancy.cell_centres()
+        inside = ((centres / torch.tensor([0.55, 0.4, 0.45], device=DEVICE)) ** 2).sum(-1) < 1
+        ref_model.occupancy.occupied.copy_(inside.reshape(ref_model.occupancy.occupied.shape))
+    fast_model.load_state_dict(ref_model.state_dict())
+    fast_model.occupancy.occupied.copy_(ref_model.occupancy.occupied)
+    assert fast_model.field.encoder.encoder_xy.backend == "cuda_ext"
+    pose = torch.eye(4)
+    pose[2, 3] = 0.6
+    rays_o, rays_d = image_rays(head_pose_to_ngp(pose).to(DEVICE), 150.0, 64.0, 64.0, 128, 128)
+    kwargs = dict(audio_code=torch.randn(32, device=DEVICE), expression=torch.rand(7, device=DEVICE),
+                  code_index=1, bg=torch.ones(3, device=DEVICE))
+    with torch.no_grad():
+        ref = ref_model.render(rays_o, rays_d, **kwargs)
+        fast = fast_model.render(rays_o, rays_d, **kwargs)
+    assert float(ref.alpha.mean()) > 0.05, "the test scene should show a head"
+    for name in OUTPUTS:
+        assert_close(getattr(fast, name), getattr(ref, name), 1e-4, f"full-size {name}")
+    pick = torch.randperm(len(rays_o), device=DEVICE)[:4096]
+    losses = []
+    for model in (ref_model, fast_model):
+        out = model.render(rays_o[pick], rays_d[pick], perturb=True, generator=torch.Generator().manual_seed(0),
+                           **kwargs)
+        losses.append((out.rgb - 0.3).abs().mean() + out.depth.mean())
+    params = (ref_model.field.encoder.encoder_xy.embeddings, fast_model.field.encoder.encoder_xy.embeddings)
+    g_ref = torch.autograd.grad(losses[0], params[0])[0]
+    g_fast = torch.autograd.grad(losses[1], params[1])[0]
+    assert_close(g_fast, g_ref, 1e-3, "full-size hash-grid gradient")
