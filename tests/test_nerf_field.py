@@ -136,6 +136,7 @@ def test_field_outputs_ranges_and_conditioning():
     x = torch.rand(200, 3) * 2 - 1
     d = torch.nn.functional.normalize(torch.randn(200, 3), dim=-1)
     code, expr, latent = torch.randn(32), torch.rand(7), torch.randn(4)
+    field.requires_grad_(False)
     out = field(x, d, code, expr, latent)
     assert out.sigma.shape == (200,) and bool((out.sigma > 0).all())
     assert out.rgb.shape == (200, 3) and float(out.rgb.min()) >= -0.001 and float(out.rgb.max()) <= 1.001
@@ -167,7 +168,7 @@ def test_density_exponent_is_clamped():
     field = _field(NerfConfig())
     with torch.no_grad():
         field.sigma_net.net[2].weight.mul_(1e4)
-    sigma = field.density(torch.rand(100, 3) * 2 - 1, torch.randn(32) * 100, torch.rand(7))
+    sigma = field.density(torch.rand(100, 3) * 2 - 1, torch.randn(32) * 100, torch.rand(7)).detach()
     assert bool(torch.isfinite(sigma).all()) and float(sigma.max()) <= math.exp(SIGMA_EXP_CLAMP) * (1 + 1e-6)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert bool(torch.isfinite(field.density(torch.rand(10, 3), torch.randn(32), torch.rand(7))).all())
