@@ -15,6 +15,17 @@ os.environ.setdefault("SYNCTALK_QUIET", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the network
 
 
+def _no_cuda() -> bool:
+    import torch
+
+    return not torch.cuda.is_available()
+
+
+if _no_cuda():
+    # Triton kernels run on the CPU through Triton's interpreter; it must be chosen before triton is imported.
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
 def _shared_or_skip() -> Path:
     root = os.environ.get("SYNCTALK_SHARED")
     if root and (Path(root) / "data" / "may_short.mp4").is_file():
