@@ -397,3 +397,19 @@ def test_model_occupancy_helpers_and_param_groups():
     assert lrs == {"audio_net": (1e-3, 0.0), "encoders": (1e-2, 0.01), "nets": (1e-3, 0.0),
                    "audio_att_net": (5e-3, 1e-4)}
     torch.optim.AdamW(groups, betas=(0.0, 0.99), eps=1e-8)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_render_matches_cpu():
+    model = _model()
+    o, d, lip = _frame_rays()
+    kwargs = dict(audio_code=torch.randn(32), expression=torch.rand(7), code_index=2, bg=torch.rand(len(o), 3),
+                  lip_mask=lip, expr_mask=1 - lip)
+    with torch.no_grad():
+        cpu = model.render(o, d, **kwargs)
+        gpu_model = model.cuda()
+        gpu = gpu_model.render(o.cuda(), d.cuda(), **{k: v.cuda() if isinstance(v, torch.Tensor) else v
+                                                      for k, v in kwargs.items()})
+    for name in ("rgb", "alpha", "depth"):
+        a, b = getattr(cpu, name), getattr(gpu, name).cpu()
+        assert torch.allclose(a, b, atol=1e-4), f"{name}: {float((a - b).abs().max())}"
