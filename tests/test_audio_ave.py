@@ -4,7 +4,6 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -100,7 +99,8 @@ def test_missing_num_batches_tracked_and_prefixed_keys_are_accepted(tmp_path):
     for name, data in (("plain.pth", no_counter), ("prefixed.pth", prefixed)):
         torch.save(data, tmp_path / name)
         model = load_ave(tmp_path / name)
-        assert torch.equal(model.official_state_dict()["5.conv_block.1.running_var"], state["5.conv_block.1.running_var"])
+        key = "5.conv_block.1.running_var"
+        assert torch.equal(model.official_state_dict()[key], state[key])
         assert model.weights_id.startswith("ave-file:")
 
 
@@ -169,7 +169,8 @@ def test_eval_mode_uses_running_statistics(official_file):
                                        stride=stride, padding=pad)
         mean, var = state[f"{i}.conv_block.1.running_mean"], state[f"{i}.conv_block.1.running_var"]
         gamma, beta = state[f"{i}.conv_block.1.weight"], state[f"{i}.conv_block.1.bias"]
-        y = (y - mean[:, None, None]) / torch.sqrt(var[:, None, None] + 1e-5) * gamma[:, None, None] + beta[:, None, None]
+        y = (y - mean[:, None, None]) / torch.sqrt(var[:, None, None] + 1e-5)
+        y = y * gamma[:, None, None] + beta[:, None, None]
         if i in residual:
             y = y + h
         h = torch.relu(y)

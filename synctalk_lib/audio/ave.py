@@ -160,7 +160,7 @@ def _resolve_local(path: Path, models_dirs: Iterable[Path | str] | None) -> Path
 
 
 @torch.no_grad()
-def encode_windows(model: AudioVisualEncoder, windows: torch.Tensor, *, batch_size: int = 256,
+def encode_windows(model: AudioVisualEncoder, windows: torch.Tensor, *, batch_size: int = 64,
                    on_step=None) -> torch.Tensor:
     """Run the AVE over mel windows.
 

@@ -371,14 +371,13 @@ class _Sampler:
         clips, times = np.concatenate([clips, p_clips]), np.concatenate([times, p_times])
         return self.build(clips, times, device, augment=True)
 
-    def build(self, clips: np.ndarray, times: np.ndarray, device: torch.device, *, augment: bool,
-              split: str = "train") -> _Batch:
+    def build(self, clips: np.ndarray, times: np.ndarray, device: torch.device, *, augment: bool) -> _Batch:
+        """Tensors for training frames ``times`` of ``clips``; the reference crop is another training frame."""
         audio, face, ref, target = [], [], [], []
         for c, t in zip(clips, times):
             d = self.data[c]
-            rng_frames = d.train_range if split == "train" else d.val_range
-            window = torch.from_numpy(d.face_window(np.array([t]), rng_frames)[0])
-            own = self.frames[c] if split == "train" else d.frames_in(d.val_range)
+            window = torch.from_numpy(d.face_window(np.array([t]), d.train_range)[0])
+            own = self.frames[c]
             far = own[np.abs(own - t) > FACE_FRAMES]
             r = self.rng.choice(far if len(far) else own)
             audio.append(d.audio[t])
@@ -462,8 +461,8 @@ def sync_scores(ave: AudioVisualEncoder, face_encoder: FaceWindowEncoder, data: 
     ave.train(was_training[0])
     face_encoder.train(was_training[1])
     if not audio_codes:
-        return {"auc": float("nan"), "auc_near": float("nan"), "synced_mean": float("nan"), "shifted_mean": float("nan"), "frames": 0,
-                "pairs": 0}
+        nan = float("nan")
+        return {"auc": nan, "auc_near": nan, "synced_mean": nan, "shifted_mean": nan, "frames": 0, "pairs": 0}
     prob = sync_probability(torch.cat(audio_codes), torch.cat(face_codes)).numpy()
     ids_all, times_all = np.concatenate(ids), np.concatenate(times)
     synced, shifted = pair_masks(ids_all, times_all, min_shift)
@@ -601,7 +600,7 @@ def train_ave(clips: Sequence[Clip], out_path: Path | str, *, steps: int = 300,
         rng = np.random.default_rng(config.seed)
         landmark_frames = 0 if face_tracks is not None else sum(c.num_frames for c in clips)
         total = landmark_frames + steps
-        relay = None if on_step is None else (lambda done, _n: on_step(done, total))
+        relay = None if on_step is None or face_tracks is not None else (lambda done, _n: on_step(done, total))
         data = prepare_samples(clips, face_tracks=face_tracks, train_frames=train_frames, val_frames=val_frames,
                                models_dirs=models_dirs, crop_scale=config.crop_scale, on_step=relay)
         prep_seconds = time.perf_counter() - started

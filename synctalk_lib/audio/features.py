@@ -36,6 +36,8 @@ MEL_FEATURE_DIM = 80 * WINDOW
 SILENCE_PEAK = 10 ** (-70 / 20)
 """Peak amplitude below which audio counts as silent (-70 dBFS)."""
 ENCODER_CHOICES = ("auto", "ave", "ave-file", "mel")
+AVE_BATCH = 64
+"""Windows per AVE forward pass (as the original; larger batches were no faster on CPU)."""
 
 
 def encode_audio(wave: np.ndarray, sample_rate: int, *, fps: float = 25.0, encoder: str = "auto",
@@ -92,16 +94,18 @@ def encode_audio(wave: np.ndarray, sample_rate: int, *, fps: float = 25.0, encod
 
     mel = mel_spectrogram(mono)
     windows = gather_windows(mel, window_starts(rows, mel.shape[0], fps))  # [N, 80, 16]
-    batches = -(-rows // 256) if model is not None else 0
+    batches = -(-rows // AVE_BATCH) if model is not None else 0
     if on_step is not None:
         on_step(1, 1 + batches)
     if model is None:
         features = windows.reshape(rows, MEL_FEATURE_DIM).cpu()
         encoder_id = MEL_ENCODER_ID
     else:
-        features = ave_module.encode_windows(
-            model, windows, batch_size=256,
-            on_step=None if on_step is None else (lambda done, total: on_step(1 + -(-done // 256), 1 + batches)))
+        def batch_done(done: int, _total: int) -> None:
+            if on_step is not None:
+                on_step(1 + -(-done // AVE_BATCH), 1 + batches)
+
+        features = ave_module.encode_windows(model, windows, batch_size=AVE_BATCH, on_step=batch_done)
         encoder_id = model.weights_id
     for note in notes:
         log.warning("SyncTalk: %s", note)

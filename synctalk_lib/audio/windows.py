@@ -8,9 +8,9 @@ Row count
 Alignment (the original's rule at 25 fps, generalised)
     Mel frame ``j`` is centred at ``j / 80`` s. The window of video frame ``i`` starts at mel frame
     ``floor(80 * i / fps - 6.4)``: 80 ms (6.4 mel frames) before the frame's start time, so its 200 ms span is
-    centred 13.75 ms after the frame starts, minus up to one 12.5 ms mel hop lost by the floor. At 25 fps this is ``floor(3.2 * (i - 2))``, exactly the original
-    SyncTalk: its window ``k`` starts at ``int(80 * k / 25)`` and its 2-row front padding gives frame ``i``
-    window ``k = i - 2`` (``reference-synctalk.md`` §1.2).
+    centred 13.75 ms after the frame starts, minus up to one 12.5 ms mel hop lost by the floor. At 25 fps this is
+    ``floor(3.2 * (i - 2))``, exactly the original SyncTalk: its window ``k`` starts at ``int(80 * k / 25)`` and
+    its 2-row front padding gives frame ``i`` window ``k = i - 2`` (``reference-synctalk.md`` §1.2).
 
 Edge padding
     Starts are clamped to ``[0, T_mel - 16]``: frames near the start reuse the first full window and frames near
