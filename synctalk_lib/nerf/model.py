@@ -19,6 +19,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from synctalk_lib.errors import InputError
 from synctalk_lib.nerf import backends
 from synctalk_lib.nerf.audio_net import AudioEncoder
 from synctalk_lib.nerf.compositing import TRANSMITTANCE_EPS, accumulate, composite_background, render_weights
@@ -163,7 +164,7 @@ class SyncTalkNeRF(nn.Module):
             [B, audio_dim] lip codes.
         """
         if windows.shape[-1] != self.config.audio_in_dim:
-            raise ValueError(f"audio features have {windows.shape[-1]} values per frame but this model was built "
+            raise InputError(f"audio features have {windows.shape[-1]} values per frame but this model was built "
                              f"for {self.config.audio_in_dim}; encode the audio with the same encoder as training")
         return self.audio(windows.to(self.individual_codes.dtype))
 
