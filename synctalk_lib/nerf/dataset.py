@@ -345,17 +345,34 @@ def lip_gate_rect(regions: FaceRegions, index: int, margin: float) -> Rect:
         regions.height, regions.width)
 
 
-def gate_masks(regions: FaceRegions, index: int, rows: np.ndarray, cols: np.ndarray,
-               margin: float) -> tuple[np.ndarray, np.ndarray]:
+def soft_rect(rect: Rect, rows: np.ndarray, cols: np.ndarray, feather: float) -> np.ndarray:
+    """Membership of pixel centres in ``rect`` with edges ramped linearly over ``feather`` pixels (centred on
+    the edge): 1 inside, 0 outside, in between near the border; hard membership when ``feather <= 0``."""
+    if feather <= 0:
+        return rect.contains(rows, cols).astype(np.float32)
+    r = np.asarray(rows, np.float32) + 0.5
+    c = np.asarray(cols, np.float32) + 0.5
+    inside = np.minimum(np.minimum(r - rect.r0, rect.r1 - r), np.minimum(c - rect.c0, rect.c1 - c))
+    return np.clip(inside / feather + 0.5, 0.0, 1.0).astype(np.float32)
+
+
+def gate_masks(regions: FaceRegions, index: int, rows: np.ndarray, cols: np.ndarray, margin: float,
+               feather: float = 0.08) -> tuple[np.ndarray, np.ndarray]:
     """Per-ray gates of the facial-aware masked attention for pixels ``(rows, cols)`` of frame ``index``.
+
+    Args:
+        margin: growth of the lip gate (see :func:`lip_gate_rect`).
+        feather: width of the soft edges, as a fraction of the face height (hard rectangles leave visible seams
+            in the density where the audio input switches on).
 
     Returns:
         (lip gate [N] float32: 1 in the lip gate rectangle; expression gate [N] float32: 1 in the upper face
-        (eyes, brows, forehead) outside the lip gate). Both are 0 elsewhere (hair, background).
+        (eyes, brows, forehead) where the lip gate is 0). Both fall to 0 outside the face (hair, background).
     """
-    lip = lip_gate_rect(regions, index, margin).contains(rows, cols)
-    upper = regions.upper_face_rect(index).contains(rows, cols)
-    return lip.astype(np.float32), (upper & ~lip).astype(np.float32)
+    width = feather * regions.face_rect(index).height
+    lip = soft_rect(lip_gate_rect(regions, index, margin), rows, cols, width)
+    upper = soft_rect(regions.upper_face_rect(index), rows, cols, width)
+    return lip, (upper * (1.0 - lip)).astype(np.float32)
 
 
 def _scaled_size(height: int, width: int, resolution: int) -> tuple[int, int]:

@@ -20,13 +20,13 @@ from typing import Callable, Literal
 import torch
 from torch import Tensor
 
-from synctalk_lib.errors import MissingDependencyError, MissingWeightsError, SyncTalkError
+from synctalk_lib.errors import InputError, MissingDependencyError, MissingWeightsError, SyncTalkError
 from synctalk_lib.nerf.dataset import RayBatch
 from synctalk_lib.nerf.model import RenderOutput
 
 Photometric = Literal["l1", "mse"]
 PerceptualFn = Callable[[Tensor, Tensor], Tensor]
-"""(pred [B, 3, H, W], target [B, 3, H, W]) in 0..1 -> [B] or [] perceptual distance."""
+"""(pred [B, 3, H, W], target [B, 3, H, W]) in 0..1 -> [B] or [] perceptual distance (pads small images itself)."""
 
 
 @dataclass(frozen=True)
@@ -142,8 +142,8 @@ def total_loss(out: RenderOutput, batch: RayBatch, *, weights: LossWeights, prog
         loss_terms.append(att)
         parts["attention_mask"] = float(att.detach())
     if perceptual is not None and perceptual_weight > 0 and batch.shape is not None:
-        pred = pad_to(as_images(out.rgb, batch.shape) )
-        target = pad_to(as_images(batch.target, batch.shape))
+        pred = as_images(out.rgb, batch.shape)
+        target = as_images(batch.target, batch.shape)
         lp = perceptual_weight * perceptual(pred, target).mean()
         loss_terms.append(lp)
         parts["lpips"] = float(lp.detach())
@@ -173,16 +173,18 @@ def load_perceptual(kind: str, device: torch.device | str, models_dirs=None) -> 
             "the fine stage needs LPIPS (synctalk_lib.metrics.lpips could not be imported: "
             f"{exc}); choose perceptual_loss='none' to train without it") from exc
     try:
-        net = lpips_module.load_lpips(device=device, models_dirs=models_dirs)
-    except (MissingDependencyError, MissingWeightsError) as exc:
+        net = lpips_module.load_lpips("alex", models_dirs=models_dirs, device=device)
+    except (MissingDependencyError, MissingWeightsError, InputError) as exc:
         raise SyncTalkError(
-            f"the fine stage uses the LPIPS perceptual loss, which cannot be loaded here: {exc} -- install it, or "
-            "choose perceptual_loss='none' (preset, node input or --perceptual-loss none) to train without it"
+            f"the fine stage uses the LPIPS perceptual loss, which cannot be loaded here: {exc} -- get the weights, "
+            "or choose perceptual_loss='none' (preset, node input or --perceptual-loss none) to train without it"
         ) from exc
+    net.eval()
     for p in net.parameters():
         p.requires_grad_(False)
 
     def perceptual(pred: Tensor, target: Tensor) -> Tensor:
-        return net(pred, target)
+        # like the original: map to [-1, 1] first, so the padding of small lips squares is mid-grey
+        return net(pad_to(pred * 2.0 - 1.0), pad_to(target * 2.0 - 1.0))
 
     return perceptual
