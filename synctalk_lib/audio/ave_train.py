@@ -30,6 +30,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -550,7 +551,13 @@ def save_ave_weights(ave: AudioVisualEncoder, path: Path | str, metadata: dict |
             torch.save(state, tmp)
         else:
             raise InputError(f"{path.name}: the AVE is saved as .safetensors or .pth")
+        _readable_by_all(tmp)
     return path
+
+
+def _readable_by_all(path: Path) -> None:
+    """rw-r--r--: safetensors creates files owner-only, which breaks a models folder shared with ComfyUI's user."""
+    os.chmod(path, 0o644)
 
 
 def _mean(values: list[float]) -> float:
