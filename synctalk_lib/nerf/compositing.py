@@ -21,7 +21,8 @@ def render_weights(sigma: Tensor, deltas: Tensor, mask: Tensor | None = None,
                    transmittance_eps: float = TRANSMITTANCE_EPS) -> tuple[Tensor, Tensor]:
     """Compositing weights of padded samples.
 
-    Example (nerfacc-style, hand-worked): sigma * delta = [0, 0, ln(1/0.7)... ] gives T = [1, 1, 0.7, ...].
+    Example (hand-worked, see tests): alphas [0, 0.3, 0.8, 0.8, 0.5] give transmittance
+    [1, 1, 0.7, 0.14, 0.028] in front of each sample and weights [0, 0.3, 0.56, 0.112, 0.014].
 
     Args:
         sigma: [N, S] densities.
