@@ -133,8 +133,12 @@ def _bilinear_weights(fx: Tensor, fy: Tensor) -> Tensor:
 
 
 def _gather(embeddings: Tensor, index: Tensor) -> Tensor:
-    """[T, C] rows at [4, N, L] indices -> [4, N, L, C] (or [4, N, L] when C == 1)."""
-    return embeddings.view(-1)[index] if embeddings.shape[1] == 1 else embeddings[index]
+    """[T, C] rows at [4, N, L] indices -> [4, N, L, C] (or [4, N, L] when C == 1).
+
+    ``index_select`` on the flat index is several times faster on CPU than advanced indexing (which first widens
+    an int32 index to int64)."""
+    rows = torch.index_select(embeddings, 0, index.reshape(-1))
+    return rows.view(index.shape) if embeddings.shape[1] == 1 else rows.view(*index.shape, embeddings.shape[1])
 
 
 class _HashGrid2DFunction(torch.autograd.Function):
@@ -181,7 +185,7 @@ class _HashGrid2DFunction(torch.autograd.Function):
             grad_emb.index_add_(0, flat.reshape(-1), contrib.reshape(-1))  # 1-D: much faster than row-wise on CPU
             grad_emb = grad_emb.view(rows_total, channels)
         if ctx.needs_input_grad[0]:
-            rows = ctx.embeddings[index]  # [4, N, L, C]
+            rows = _gather(ctx.embeddings, index).view(*index.shape, channels)  # [4, N, L, C]
             fxc, fyc = fx.unsqueeze(-1), fy.unsqueeze(-1)
             d_fx = (1 - fyc) * (rows[1] - rows[0]) + fyc * (rows[3] - rows[2])  # [N, L, C]
             d_fy = (1 - fxc) * (rows[2] - rows[0]) + fxc * (rows[3] - rows[1])
