@@ -217,9 +217,23 @@ def _project(points: np.ndarray, c2w: np.ndarray, focal: float, cx: float, cy: f
 
 
 # ----------------------------------------------------------------------------------------------------- main
+def speech_like_audio(mouth_open: np.ndarray, fps: float = 25.0, sample_rate: int = 16000) -> np.ndarray:
+    """``[1, T]`` float32: a voiced buzz whose loudness follows the mouth opening of each frame."""
+    samples = int(round(len(mouth_open) / fps * sample_rate))
+    t = np.arange(samples) / sample_rate
+    envelope = np.interp(t * fps, np.arange(len(mouth_open)), mouth_open)
+    buzz = sum(np.sin(2 * np.pi * f * t) / k for k, f in enumerate((140.0, 280.0, 420.0, 700.0, 1100.0), 1))
+    return (0.25 * envelope * buzz).astype(np.float32)[None]
+
+
 def make_subject(root: Path, *, num_frames: int = 36, size: int = 64, feature_dim: int = 8,
-                 seed: int = 0) -> SyntheticSubject:
-    """Build and save the synthetic subject under ``root`` (clip cache folder ``root/clip``)."""
+                 seed: int = 0, audio: str = "synthetic") -> SyntheticSubject:
+    """Build and save the synthetic subject under ``root`` (clip cache folder ``root/clip``).
+
+    ``audio="synthetic"``: features = the mouth opening plus noise (``feature_dim`` columns, encoder id
+    ``synthetic:test``), no sound. ``audio="mel"``: the clip gets a speech-like sound whose loudness follows the
+    mouth, encoded with the weight-free ``mel`` encoder (so the CLI can encode new audio the same way).
+    """
     rng = np.random.default_rng(seed)
     focal = 1.55 * size
     cx = cy = size / 2.0
@@ -238,7 +252,8 @@ def make_subject(root: Path, *, num_frames: int = 36, size: int = 64, feature_di
         masks[i] = sil
         uv = _canonical_landmarks(float(mouth_open[i]))
         landmarks[i] = _project(_surface_point(uv[:, 0], uv[:, 1]), c2w[i].astype(np.float64), focal, cx, cy)
-    clip = clip_from_arrays(Path(root) / "clip", frames, 25.0)
+    wave = speech_like_audio(mouth_open) if audio == "mel" else None
+    clip = clip_from_arrays(Path(root) / "clip", frames, 25.0, audio=wave, sample_rate=16000 if wave is not None else 0)
     blend = np.zeros((num_frames, 52), np.float32)
     blend[:, BLENDSHAPE_NAMES.index("jawOpen")] = mouth_open
     blend[:, BLENDSHAPE_NAMES.index("eyeBlinkLeft")] = blink
@@ -252,11 +267,35 @@ def make_subject(root: Path, *, num_frames: int = 36, size: int = 64, feature_di
     pose = HeadPose(focal=float(focal), cx=cx, cy=cy, width=size, height=size, c2w=c2w,
                     keypoints=_surface_point(np.zeros(4), np.linspace(-0.5, 0.5, 4)).astype(np.float32),
                     reproj_error=np.zeros(num_frames, np.float32))
-    features = rng.normal(0.0, 0.1, (num_frames, feature_dim)).astype(np.float32)
-    features[:, 0] = mouth_open
-    audio = AudioFeatures(features=features, fps=25.0, encoder_id="synthetic:test")
-    return SyntheticSubject(clip=clip, track=track, pose=pose, audio=audio,
+    if audio == "mel":
+        from synctalk_lib.audio.features import encode_audio
+
+        encoded = encode_audio(wave, 16000, fps=25.0, encoder="mel")
+        features = np.zeros((num_frames, encoded.dim), np.float32)
+        features[:min(num_frames, encoded.num_frames)] = encoded.features[:num_frames]
+        audio_features = AudioFeatures(features=features, fps=25.0, encoder_id=encoded.encoder_id)
+    else:
+        features = rng.normal(0.0, 0.1, (num_frames, feature_dim)).astype(np.float32)
+        features[:, 0] = mouth_open
+        audio_features = AudioFeatures(features=features, fps=25.0, encoder_id="synthetic:test")
+    return SyntheticSubject(clip=clip, track=track, pose=pose, audio=audio_features,
                             background=np.round(bg * 255).astype(np.uint8), head_masks=masks, mouth_open=mouth_open)
+
+
+def write_subject_dir(subject: SyntheticSubject, folder: Path) -> Path:
+    """Save the subject as a ``preprocess``-style subject folder (``synctalk_lib.subject.SubjectDir``)."""
+    from synctalk_lib.subject import SubjectDir
+
+    target = SubjectDir(folder)
+    target.root.mkdir(parents=True, exist_ok=True)
+    target.save_clip_ref(subject.clip, {"source": "synthetic"})
+    subject.track.save(target.path(SubjectDir.FACE_TRACK))
+    subject.pose.save(target.path(SubjectDir.HEAD_POSE))
+    target.save_audio_features(subject.audio)
+    if subject.clip.has_audio:
+        target.save_audio_wav(subject.clip.audio_waveform(), subject.clip.sample_rate)
+    target.write_report({"audio_features": {"encoder_id": subject.audio.encoder_id, "fps": subject.audio.fps}})
+    return target.root
 
 
 def train_tiny_model(subject: SyntheticSubject, *, steps: int = 8, name: str = "tiny"):

@@ -145,3 +145,43 @@ def test_expression_choices(model, subject):
     assert a.shape == b.shape == (2, 48, 48, 3)
     with pytest.raises(InputError, match="expression"):
         _render(model, subject.audio, count=2, expression="happy")
+
+
+def test_train_render_evaluate_commands(tmp_path):
+    """The CLI on a preprocess-style subject folder: train -> model folder + report, render -> MP4 with audio,
+    evaluate -> the JSON keys the README promises."""
+    import av
+
+    from synctalk_lib.cli import main
+    from synctalk_lib.subject import write_wav
+    from tests.nerf_fixtures import speech_like_audio, write_subject_dir
+
+    subject = make_subject(tmp_path / "fixture", num_frames=14, size=40, audio="mel")
+    subject_dir = write_subject_dir(subject, tmp_path / "subject")
+    out = tmp_path / "model"
+    code = main(["train", str(subject_dir), "--preset", "quick", "--out", str(out), "--iterations", "6",
+                 "--perceptual-loss", "none", "--val-frames", "11:14", "--threads", "1",
+                 "--set", "rays_per_step=256", "--set", "patch_size=16", "--set", "patches_per_step=1",
+                 "--set", "nerf.grid_resolution=32"])
+    assert code == 0
+    report = json.loads((out / "train_report.json").read_text())
+    assert report["steps"] == 6 and report["heldout_psnr"] > 5 and "coarse" in report["final_losses"]
+    assert (tmp_path / "model.training" / "checkpoint.pt").is_file()
+
+    wav = tmp_path / "speech.wav"
+    write_wav(wav, speech_like_audio(np.linspace(0, 1, 20, dtype=np.float32)), 16000)  # 0.8 s
+    video = tmp_path / "out.mp4"
+    assert main(["render", str(out), "--audio", str(wav), "--out", str(video), "--device", "cpu"]) == 0
+    with av.open(str(video)) as container:
+        frames = sum(1 for _ in container.decode(video=0))
+        assert container.streams.audio, "the speech is muxed in"
+        assert (container.streams.video[0].width, container.streams.video[0].height) == (40, 40)
+    assert frames == 20
+
+    result_path = tmp_path / "eval.json"
+    assert main(["evaluate", str(out), "--subject", str(subject_dir), "--json", str(result_path), "--no-lmd",
+                 "--no-lpips", "--device", "cpu"]) == 0
+    result = json.loads(result_path.read_text())
+    assert set(result["head"]) == {"psnr", "ssim", "lpips", "lmd"}
+    assert result["frames"] == [11, 12, 13] and result["head"]["lpips"] is None and result["head"]["lmd"] is None
+    assert 5 < result["head"]["psnr"] < 60 and 0 < result["head"]["ssim"] <= 1

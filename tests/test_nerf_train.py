@@ -145,3 +145,33 @@ def test_missing_lpips_is_a_clear_error_unless_none(subject, monkeypatch):
     assert summary["steps"] == 4 and summary["perceptual_loss"] == "none"
     assert math.isfinite(summary["heldout_psnr"])
     assert model.encoder_id == subject.audio.encoder_id
+
+
+def test_fine_stage_uses_lpips_on_patches_and_lips(data, monkeypatch):
+    """With LPIPS loadable (here: the real network with untrained weights) the fine stage adds its term on patch
+    steps (weight 0.1) and lips steps (weight 0.01) and still trains."""
+    from synctalk_lib.metrics import lpips as lpips_module
+
+    torch.manual_seed(0)
+    net = lpips_module.LPIPS("alex")
+    with torch.no_grad():  # LPIPS heads are non-negative; random ones need not be
+        for lin in net.lins:
+            lin.weight.abs_()
+    calls = []
+
+    def fake_load(name="alex", models_dirs=None, device=None):
+        calls.append(name)
+        return net
+
+    monkeypatch.setattr(lpips_module, "load_lpips", fake_load)
+    config = get_preset("quick", coarse_steps=2, fine_steps=4, **{**TINY, "perceptual_loss": "lpips"})
+    trainer = Trainer(data, config)
+    trainer.run(evaluate=False)
+    assert calls == ["alex"]
+    fine = [h for h in trainer.history if h["stage"] == 1.0]
+    kinds = [h["kind"] for h in fine]
+    assert kinds == [2.0, 1.0, 2.0, 1.0], "lips and patch steps alternate"
+    assert all("lpips" in h and h["lpips"] > 0 and math.isfinite(h["total"]) for h in fine)
+    patch = [h["lpips"] for h in fine if h["kind"] == 1.0]
+    lips = [h["lpips"] for h in fine if h["kind"] == 2.0]
+    assert np.mean(patch) > np.mean(lips)  # 0.1 vs 0.01 weight
