@@ -9,6 +9,7 @@ from these (encoder width, step size) are computed by the components, never type
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import warnings
 from dataclasses import dataclass
@@ -112,11 +113,15 @@ class NerfConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "NerfConfig":
-        """Build from a dict; unknown keys are named in one warning and ignored, missing keys take defaults."""
+        """Build from a dict; unknown keys are named in one warning and ignored, missing keys take their defaults
+        (logged at info level on the ``synctalk`` logger)."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
             warnings.warn(f"NerfConfig: ignoring unknown keys {unknown} (written by another version?)", stacklevel=2)
+        defaulted = sorted(names - set(data))
+        if defaulted:
+            logging.getLogger("synctalk").info("NerfConfig: keys not in the file, using defaults: %s", defaulted)
         values = {k: v for k, v in data.items() if k in names}
         if "aabb" in values:
             values["aabb"] = tuple(values["aabb"])
