@@ -9,11 +9,13 @@ Small composable pieces, one concept per module:
 - ``field``: the density/colour field with facial-aware masked attention.
 - ``occupancy``: the occupancy grid; ``sampler``: ray/box near-far and empty-space-skipping marching;
   ``compositing``: volume-rendering weights and sums.
-- ``rays``: NGP-space poses, pixel rays, audio windows; ``model``: :class:`SyncTalkNeRF` and :class:`RenderOutput`.
+- ``rays``: NGP-space poses, pixel rays, audio windows; ``model``: :class:`SyncTalkNeRF`, :class:`RenderOutput`
+  and :func:`volume_render` (sampler + any field + compositing).
+- ``official``: import of official SyncTalk head checkpoints.
 """
 from synctalk_lib.nerf.config import NerfConfig
-from synctalk_lib.nerf.model import RenderOutput, SyncTalkNeRF
+from synctalk_lib.nerf.model import RenderOutput, SyncTalkNeRF, volume_render
 from synctalk_lib.nerf.rays import audio_window, audio_windows, head_pose_to_ngp, image_rays, pixel_rays
 
 __all__ = ["NerfConfig", "RenderOutput", "SyncTalkNeRF", "audio_window", "audio_windows", "head_pose_to_ngp",
-           "image_rays", "pixel_rays"]
+           "image_rays", "pixel_rays", "volume_render"]
