@@ -94,7 +94,10 @@ def rotation_angle_deg(a, b) -> np.ndarray:
     """Angle in degrees of ``a @ b^T`` (the rotation taking ``b`` to ``a``), numpy [..., 3, 3] -> [...]."""
     rel = np.asarray(a, np.float64) @ np.swapaxes(np.asarray(b, np.float64), -1, -2)
     cos = (np.trace(rel, axis1=-2, axis2=-1) - 1.0) / 2.0
-    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+    skew = np.stack([rel[..., 2, 1] - rel[..., 1, 2], rel[..., 0, 2] - rel[..., 2, 0],
+                     rel[..., 1, 0] - rel[..., 0, 1]], -1)
+    sin = 0.5 * np.linalg.norm(skew, axis=-1)
+    return np.degrees(np.arctan2(sin, cos))  # accurate at small angles too, unlike arccos
 
 
 # ------------------------------------------------------------------------------------------------ projection

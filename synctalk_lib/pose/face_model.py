@@ -57,19 +57,6 @@ RIGID_LANDMARKS: tuple[int, ...] = (
 RIGID_RULE = {"above_landmark": 2, "eye_margin_cm": 1.0, "brow_margin_cm": 0.6}
 """The numbers of the rule above (a test re-derives ``RIGID_LANDMARKS`` from them)."""
 
-#: MediaPipe's face-oval contour in drawing order (used to outline the head region and in previews).
-FACE_OVAL: tuple[int, ...] = (
-    10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152, 148, 176, 149,
-    150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109,
-)
-#: Mouth corners (the keypoint tracker leaves out the face below them) and the outer lip and eye contours.
-MOUTH_CORNERS: tuple[int, int] = (61, 291)
-LIPS_OUTER: tuple[int, ...] = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40,
-                               185)
-RIGHT_EYE: tuple[int, ...] = (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246)
-LEFT_EYE: tuple[int, ...] = (362, 382, 381, 380, 374, 373, 390, 249, 263, 466, 388, 387, 386, 385, 384, 398)
-
-
 # ------------------------------------------------------------------------------------------ canonical face
 def _varint(buf: bytes, pos: int) -> tuple[int, int]:
     value = shift = 0

@@ -23,13 +23,15 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from synctalk_lib.errors import InputError, require
-from synctalk_lib.pose.face_model import FACE_OVAL, LEFT_EYE, MOUTH_CORNERS, RIGHT_EYE
+from synctalk_lib.face.indices import FACE_OVAL, LEFT_EYE, RIGHT_EYE
 
 StepCallback = Callable[[int, int], None]
 FLOW_CHOICES: tuple[str, ...] = ("opencv", "raft-small")
 
 SCORE_THRESHOLD = 40.0 / 255.0
 """Most non-rigid score a keypoint may have (the original's 40 on its 0-255 scale)."""
+MOUTH_CORNERS = (61, 291)
+"""MediaPipe's mouth corners: the keypoints stay above the line through them."""
 LAPLACIAN_OUTLIER_FACTOR = 3.0
 """Time steps whose mean Laplacian response exceeds this multiple of the overall mean are ignored."""
 
@@ -74,8 +76,8 @@ def head_region(landmarks: np.ndarray, height: int, width: int) -> np.ndarray:
     inset = max(2, int(round(0.03 * face_height)))
     mask = cv2.erode(mask, np.ones((2 * inset + 1, 2 * inset + 1), np.uint8))
     holes = np.zeros_like(mask)
-    for contour in (LEFT_EYE, RIGHT_EYE):
-        cv2.fillPoly(holes, [np.round(pts[list(contour)]).astype(np.int32)], 1)
+    for eye in (LEFT_EYE, RIGHT_EYE):
+        cv2.fillConvexPoly(holes, cv2.convexHull(np.round(pts[list(eye)]).astype(np.int32)), 1)
     grow = max(2, int(round(0.03 * face_height)))
     holes = cv2.dilate(holes, np.ones((2 * grow + 1, 2 * grow + 1), np.uint8))
     # Lower face: the side of the mouth-corner line where the chin is.
@@ -358,6 +360,9 @@ def find_keypoint_tracks(frames: Callable[[int], np.ndarray], num_frames: int, l
         tracks = np.zeros((num_frames, len(points), 2), np.float32)
         fb = np.zeros((num_frames, len(points)), np.float32)
         for i in range(num_frames):
+            if i == ref_index:  # identity by definition (RAFT's own ref -> ref flow is only ~0)
+                tracks[i], fb[i] = points, 0.0
+                continue
             moved = local + _bilinear(raft_fwd[i], local)
             back = moved + _bilinear(raft_bwd[i], moved)
             tracks[i] = moved + offset

@@ -29,6 +29,8 @@ CORRELATION_LEVELS = 4
 CORRELATION_RADIUS = 3
 HIDDEN_DIM = 96
 CONTEXT_DIM = 64
+MIN_SIDE = 128
+"""Inputs are padded to at least this size (the 1/64-scale correlation level then has 2+ cells)."""
 
 
 class BottleneckBlock(nn.Module):
@@ -151,7 +153,7 @@ class CorrelationPyramid:
         for i, corr in enumerate(self.levels):
             xy = centre / 2 ** i + self.delta
             hl, wl = corr.shape[-2:]
-            grid = torch.stack([2 * xy[..., 0] / (wl - 1) - 1, 2 * xy[..., 1] / (hl - 1) - 1], -1)
+            grid = torch.stack([2 * xy[..., 0] / max(wl - 1, 1) - 1, 2 * xy[..., 1] / max(hl - 1, 1) - 1], -1)
             sampled = F.grid_sample(corr, grid, align_corners=True)  # [BHW, 1, 7, 7]
             out.append(sampled.reshape(b, h, w, -1))
         return torch.cat(out, -1).permute(0, 3, 1, 2).contiguous()
@@ -201,13 +203,14 @@ def estimate_flow(model: RAFTSmall, images1: np.ndarray, images2: np.ndarray, *,
                   iters: int = 12, device="cpu") -> np.ndarray:
     """Flow from ``images1`` to ``images2`` ([B, H, W, 3] uint8) in their own pixels, [B, H, W, 2] float32.
 
-    The images are scaled so the longer side is at most ``max_side``, padded (edge replicate) to multiples of 8,
-    and the flow is scaled back.
+    The images are scaled so the longer side is at most ``max_side``, padded (edge replicate) to multiples of 8
+    and at least ``MIN_SIDE``, and the flow is scaled back.
     """
     h, w = images1.shape[1:3]
     scale = min(1.0, max_side / max(h, w))
     sh, sw = max(8, int(round(h * scale))), max(8, int(round(w * scale)))
-    ph, pw = (-sh) % 8, (-sw) % 8
+    # Multiples of 8, and at least MIN_SIDE so the coarsest correlation level keeps more than one cell.
+    ph, pw = max((-sh) % 8, MIN_SIDE - sh), max((-sw) % 8, MIN_SIDE - sw)
     pad = (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)
 
     def prepare(images: np.ndarray) -> torch.Tensor:

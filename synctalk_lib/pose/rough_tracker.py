@@ -151,9 +151,10 @@ def fit_poses(points, observed, rotation, translation, focal: float, cx: float, 
         rotated = cam - translation[:, None, :]
         # Left-multiplied rotation update R <- exp(d) R moves p by d x (R X) = -[R X]x d.
         d_point = torch.cat([-_skew(rotated), eye6[:3, :3].expand(*rotated.shape[:-1], 3, 3)], -1)  # [N, L, 3, 6]
-        jac = d_proj @ d_point  # [N, L, 2, 6]
-        hess = torch.einsum("nl,nlai,nlaj->nij", w, jac, jac)
-        grad = torch.einsum("nl,nlai,nla->ni", w, jac, residual)
+        jac = (d_proj @ d_point).reshape(n, -1, 6)  # [N, 2L, 6]
+        weighted = jac * w.repeat_interleave(2, dim=1)[..., None]
+        hess = weighted.transpose(1, 2) @ jac
+        grad = (weighted.transpose(1, 2) @ residual.reshape(n, -1, 1))[..., 0]
         diag = torch.diagonal(hess, dim1=-2, dim2=-1)
         system = hess + damping[..., None] * torch.diag_embed(diag + 1e-9)
         step = -torch.linalg.solve(system, grad)
