@@ -358,6 +358,8 @@ def test_render_is_deterministic_and_chunking_is_invisible():
         assert torch.allclose(getattr(first, name), getattr(chunked, name), atol=1e-5), name
     assert isinstance(first, RenderOutput) and first.rgb.shape == (len(o), 3) and first.alpha.shape == (len(o),)
     assert float(first.rgb.min()) >= 0 and float(first.rgb.max()) <= 1
+    with torch.inference_mode():  # how ComfyUI runs nodes
+        assert torch.equal(model.render(o, d, **kwargs).rgb, first.rgb)
     with torch.no_grad():
         empty = model.render(o[:0], d[:0], **{**kwargs, "bg": kwargs["bg"][:0], "lip_mask": lip[:0],
                                               "expr_mask": lip[:0]})
