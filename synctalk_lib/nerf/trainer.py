@@ -213,7 +213,8 @@ class Trainer:
             self.step += 1
             self.elapsed = time.perf_counter() - started
             self.history.append({"step": float(self.step), **parts})
-            if self.config.checkpoint_every and self.step % self.config.checkpoint_every == 0:
+            if (self.config.checkpoint_every and self.work_dir is not None
+                    and self.step % self.config.checkpoint_every == 0):
                 self.save_checkpoint()
             if self.step % max(self.config.log_every, 1) == 0 or self.step == total:
                 self._status(self.status_line(total))
