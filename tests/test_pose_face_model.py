@@ -1,7 +1,6 @@
 """The canonical face from the Face Landmarker bundle, the rigid landmark set, and the subject template."""
 from __future__ import annotations
 
-import shutil
 import struct
 import zipfile
 from pathlib import Path

@@ -112,13 +112,16 @@ def test_cli_pose_then_export(clip, track, shared_models: Path, tmp_path: Path, 
     subject.root.mkdir()
     subject.save_clip_ref(clip, {})
     track.save(subject.path(SubjectDir.FACE_TRACK))
-    subject.write_report({"frames": FRAMES})
+    subject.write_report({"frames": FRAMES, "steps": {"face_track": {"settings": {"smoothing": "one_euro"}}}})
     preview = tmp_path / "preview.png"
     assert main(["pose", str(subject.root), "--models-dir", str(shared_models), "--device", "cpu",
                  "--preview", str(preview)]) == 0
     assert "rotation jitter" in capsys.readouterr().out
     report = subject.read_report()
     assert report["frames"] == FRAMES  # the rest of the report is kept
+    # preprocess's bookkeeping follows, so its pose step is reused only with these settings.
+    assert report["steps"]["pose"]["settings"]["smoothness"] == 0.0
+    assert report["steps"]["pose"]["settings"]["face_track"] == {"smoothing": "one_euro"}
     assert set(report["pose"]) >= {"focal", "raw", "adjusted", "seconds"}
     assert subject.load_head_pose().num_frames == FRAMES
     assert preview.stat().st_size > 10_000 and preview.read_bytes()[:4] == b"\x89PNG"

@@ -63,9 +63,12 @@ def run_pose_step(ctx) -> dict[str, Any]:
 
 def pose_step_settings(ctx) -> dict[str, Any]:
     """What the pose step's result depends on: the clip, the face track's capture settings and the options."""
-    steps = ctx.report.get("steps", {})
-    return {"clip": ctx.clip_key(), "face_track": steps.get("face_track", {}).get("settings"),
-            **pose_settings(ctx.args)}
+    return _step_settings(ctx.clip_key(), ctx.report, ctx.args)
+
+
+def _step_settings(clip_key: str, report: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    face = report.get("steps", {}).get("face_track", {}).get("settings")
+    return {"clip": clip_key, "face_track": face, **pose_settings(args)}
 
 
 # ------------------------------------------------------------------------------------------------------ CLI
@@ -91,6 +94,11 @@ def run(args: argparse.Namespace) -> int:
     pose = compute_pose(subject, args, models_dirs)
     report = subject.read_report()
     report.update(report_entry(pose))
+    if "steps" in report:  # keep preprocess's bookkeeping true: its pose step now has these settings
+        clip_key = Path(subject.clip_ref()["clip_root"]).name
+        report["steps"]["pose"] = {"settings": _step_settings(clip_key, report, args),
+                                   "outputs": [subject.HEAD_POSE]}
+        report.setdefault("seconds", {})["pose"] = pose.report()["seconds"]
     subject.write_report(report)
     if args.preview:
         _write_preview(subject.load_clip(), pose, Path(args.preview))

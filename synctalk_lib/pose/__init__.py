@@ -16,11 +16,13 @@ Internally the fitting code works with OpenCV head-to-camera poses (``p_cam = R 
 projection is the familiar ``u = f * x / z + cx``; results are converted once, at the end, to ``c2w``.
 
 Pipeline (``stabilize.stabilize_head_pose``):
-1. ``face_model``: a rigid, subject-specific 3D face template from the MediaPipe track (and the rigid subset).
-2. ``rough_tracker``: focal-length search and per-frame rotation/translation (paper Eq. 5-6).
-3. ``keypoints``: dense rigid keypoints in the head region, tracked by optical flow (OpenCV or ``raft``).
-4. ``bundle_adjust``: two-stage bundle adjustment of keypoints and poses (paper Eq. 7-8).
-5. ``metrics``: jitter and reprojection numbers for the raw fit and after adjustment.
+1. ``face_model`` + ``rough_tracker``: MediaPipe's canonical (mean) face fitted to the rigid landmarks of every
+   frame while searching the focal length (paper Eq. 5-6); then the subject's own template at that focal length
+   and every frame's rotation and translation again with it ("raw" poses).
+2. ``keypoints``: dense rigid keypoints in the face, tracked by optical flow (OpenCV, or ``raft`` = RAFT-small).
+3. ``bundle_adjust``: two-stage bundle adjustment of keypoints, landmarks and poses (paper Eq. 7-8), with an
+   optional temporal smoothness prior ("adjusted" poses).
+4. ``metrics``: jitter and reprojection numbers of both; ``preview``: frames with axes and template drawn.
 """
 from synctalk_lib.pose.camera import (
     export_transforms,
