@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from synctalk_lib.commands.pose import add_pose_arguments, pose_step_settings, run_pose_step
 from synctalk_lib.subject import SubjectDir
 
 NAME = "preprocess"
@@ -273,6 +274,7 @@ STEPS: tuple[Step, ...] = (
     Step("audio_features", (SubjectDir.AUDIO_FEATURES,), audio_features_settings, run_audio_features,
          add_audio_arguments),
     Step("face_track", (SubjectDir.FACE_TRACK,), face_track_settings, run_face_track, add_face_arguments),
+    Step("pose", (SubjectDir.HEAD_POSE,), pose_step_settings, run_pose_step, add_pose_arguments),
 )
 
 
