@@ -256,6 +256,16 @@ def status(dirs: Iterable[Path | str] | None = None) -> dict[str, dict]:
 
 
 # --------------------------------------------------------------------------------------------- state dicts
+def _writable_folder(folder: Path) -> bool:
+    """Whether we may add files to ``folder``: its permission bits allow it (root ignores them, we don't)."""
+    import stat
+
+    try:
+        mode = folder.stat().st_mode
+    except OSError:
+        return False
+    return bool(mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)) and os.access(folder, os.W_OK)
+
 def load_state_dict(path: Path | str, *, keep_safetensors_copy: bool = True) -> dict:
     """Tensors of a weights file without unpickling code.
 
@@ -282,7 +292,7 @@ def load_state_dict(path: Path | str, *, keep_safetensors_copy: bool = True) -> 
             data = data[key]
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise InputError(f"{path} is not a flat state dict of tensors")
-    if keep_safetensors_copy:
+    if keep_safetensors_copy and _writable_folder(converted.parent):
         try:
             with atomic_path(converted) as tmp:
                 save_file({k: v.contiguous() for k, v in data.items()}, str(tmp))

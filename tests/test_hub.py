@@ -165,3 +165,15 @@ def test_unreachable_hub_fails_fast_without_calling_the_downloader(models_dir, m
     with pytest.raises(MissingWeightsError, match="no network connection to 127.0.0.1"):
         hub.fetch("fake", [models_dir])
     assert time.perf_counter() - start < 5
+
+
+def test_no_safetensors_copy_in_a_read_only_folder(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    torch.save({"w": torch.ones(2)}, folder / "w.pth")
+    folder.chmod(0o555)
+    try:
+        assert torch.equal(hub.load_state_dict(folder / "w.pth")["w"], torch.ones(2))
+        assert sorted(p.name for p in folder.iterdir()) == ["w.pth"]
+    finally:
+        folder.chmod(0o755)

@@ -40,7 +40,7 @@ def test_writes_every_file_and_the_report(prepared, capsys):
     out, _ = prepared
     subject = SubjectDir(out)
     for name in (SubjectDir.CLIP_REF, SubjectDir.AUDIO_WAV, SubjectDir.AUDIO_FEATURES, SubjectDir.FACE_TRACK,
-                 SubjectDir.REPORT):
+                 SubjectDir.HEAD_POSE, SubjectDir.REPORT):
         assert subject.path(name).is_file(), name
     report = subject.read_report()
     for key in REQUIRED_KEYS:
@@ -50,7 +50,9 @@ def test_writes_every_file_and_the_report(prepared, capsys):
     assert report["audio_features_shape"] == [50, 1280]  # mel: 80 bins x 16 frames per video frame
     assert len(report["blendshape_names"]) == 52 and report["blendshape_names"][:2] == ["_neutral", "browDownLeft"]
     assert report["expression_names"] == list(EXPRESSION_NAMES)
-    assert set(report["seconds"]) == {"load_video", "audio_features", "face_track"}
+    assert set(report["seconds"]) == {"load_video", "audio_features", "face_track", "pose"}
+    assert set(report["pose"]) >= {"focal", "raw", "adjusted", "seconds"}
+    assert subject.load_head_pose().num_frames == 50
     assert all(v > 0 for v in report["seconds"].values())
     assert report["face"]["blink_frames"] == [7] and report["reused"] == []
 
@@ -78,21 +80,21 @@ def test_rerun_reuses_and_redoes_what_changed(prepared, may_video: Path, shared_
 
     assert main(preprocess_args(may_video, out, cache, shared_models)) == 0
     report = subject.read_report()
-    assert report["reused"] == ["load_video", "audio_features", "face_track"]
+    assert report["reused"] == ["load_video", "audio_features", "face_track", "pose"]
     for name in (SubjectDir.AUDIO_FEATURES, SubjectDir.FACE_TRACK, SubjectDir.AUDIO_WAV):
         assert subject.path(name).stat().st_mtime_ns == mtimes[name]
 
     # A face-track option changed: only that step runs again.
     assert main(preprocess_args(may_video, out, cache, shared_models, "--smoothing", "none")) == 0
     report = subject.read_report()
-    assert report["reused"] == ["load_video", "audio_features"]
+    assert report["reused"] == ["load_video", "audio_features"]  # the pose depends on the face track: redone
     assert report["steps"]["face_track"]["settings"]["smoothing"] == "none"
     assert subject.load_face_track().report()["smoothing"]["method"] == "none"
 
     # --redo one step; --force all.
     assert main(preprocess_args(may_video, out, cache, shared_models, "--smoothing", "none",
                                 "--redo", "audio_features")) == 0
-    assert subject.read_report()["reused"] == ["load_video", "face_track"]
+    assert subject.read_report()["reused"] == ["load_video", "face_track", "pose"]
     assert main(preprocess_args(may_video, out, cache, shared_models, "--smoothing", "none", "--force")) == 0
     assert subject.read_report()["reused"] == []
 
@@ -136,7 +138,7 @@ def test_a_new_step_is_one_line(prepared, tmp_path: Path):
     ctx = Context(args=args, subject=subject, report=subject.read_report(), models_dirs=[],
                   cache_dir=prepared[1])
     report = run_steps(STEPS + (extra,), ctx, force=set())
-    assert report["reused"] == ["load_video", "audio_features", "face_track"]
+    assert report["reused"] == ["load_video", "audio_features", "face_track", "pose"]
     assert report["extra"] == {"frames_seen": 50} and "extra" in report["seconds"]
     assert json.loads(subject.path(SubjectDir.REPORT).read_text())["steps"]["extra"]["outputs"] == ["extra.txt"]
 
