@@ -28,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--iterations", type=int, default=0, help="training steps (0 = the preset's)")
     parser.add_argument("--resolution", type=int, default=0, help="training resolution (0 = the preset's)")
     parser.add_argument("--audio-encoder", default="auto", help="auto, ave, ave-file:PATH or mel")
+    parser.add_argument("--perceptual-loss", choices=["auto", "lpips", "none"], default="auto",
+                        help="fine-stage loss: lpips needs its weights; auto uses them when present, else none")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--max-duration", type=float, default=0.0, help="use only this many seconds of the video")
     parser.add_argument("--max-frames", type=int, default=0, help="render at most this many frames (0 = all)")
@@ -45,6 +47,22 @@ def _preset(choice: str) -> str:
     import torch
 
     return "standard" if torch.cuda.is_available() else "quick"
+
+
+def _perceptual_loss(choice: str, models_dirs) -> str:
+    """``auto``: LPIPS when its weights load here, else train without it (and say so)."""
+    if choice != "auto":
+        return choice
+    from synctalk_lib.errors import SyncTalkError
+    from synctalk_lib.metrics.lpips import load_lpips
+
+    try:
+        load_lpips("alex", models_dirs)
+    except SyncTalkError as exc:
+        print(f"warning: training without the LPIPS perceptual loss ({str(exc).split(':')[0]}); "
+              "put its weights in the models folder to use it")
+        return "none"
+    return "lpips"
 
 
 def _run_command(argv: list[str]) -> None:
@@ -89,12 +107,13 @@ def _trained_already(model_dir: Path, settings: dict) -> bool:
 def train(args: argparse.Namespace, subject: Path, model_dir: Path, preset: str) -> bool:
     """Train unless an identical finished model is there; returns whether it trained."""
     settings = {"preset": preset, "iterations": args.iterations, "resolution": args.resolution,
+                "perceptual_loss": args.perceptual_loss,
                 "subject_report_mtime": (subject / "report.json").stat().st_mtime_ns}
     if not args.force and _trained_already(model_dir, settings):
         print(f"reusing the trained model in {model_dir}")
         return False
     argv = ["train", str(subject), "--out", str(model_dir), "--preset", preset, "--device", args.device,
-            *_common(args)]
+            "--perceptual-loss", _perceptual_loss(args.perceptual_loss, args.models_dir), *_common(args)]
     if args.iterations:
         argv += ["--iterations", str(args.iterations)]
     if args.resolution:
