@@ -36,6 +36,10 @@ LAPLACIAN_OUTLIER_FACTOR = 3.0
 """Time steps whose mean Laplacian response exceeds this multiple of the overall mean are ignored."""
 
 
+class TooFewKeypoints(InputError):
+    """The reference frame has too few rigid, textured points to track (small, blurred or smooth faces)."""
+
+
 @dataclass(frozen=True)
 class KeypointTracks:
     """Dense keypoint tracks of a clip (``N`` frames, ``P`` points)."""
@@ -345,7 +349,7 @@ def find_keypoint_tracks(frames: Callable[[int], np.ndarray], num_frames: int, l
     points = select_keypoints(score_map, region, texture, cell=max(5, int(round(5 * scale))),
                               spacing=max(5, int(round(5 * scale))), max_points=max_points)
     if len(points) < 8:
-        raise InputError(f"only {len(points)} rigid, textured keypoints were found in frame {ref_index}; the face "
+        raise TooFewKeypoints(f"only {len(points)} rigid, textured keypoints were found in frame {ref_index}; the face "
                          "may be blurred or too small. Use a sharper, closer video")
 
     def after_score(done: int, _total: int) -> None:

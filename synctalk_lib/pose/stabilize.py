@@ -139,12 +139,23 @@ def stabilize_head_pose(clip: Clip, track: FaceTrack, *, flow: str = "opencv",
                           device=device, on_step=on_step)
 
 
+def _no_tracks(num_frames: int, ref_index: int, height: int, width: int, flow: str):
+    """Empty keypoint tracks (P = 0) for a landmarks-only bundle adjustment."""
+    from synctalk_lib.pose.keypoints import KeypointTracks
+
+    return KeypointTracks(ref_index=ref_index, points=np.zeros((0, 2), np.float32),
+                          tracks=np.zeros((num_frames, 0, 2), np.float32), valid=np.zeros((num_frames, 0), bool),
+                          fb_error=np.zeros((num_frames, 0), np.float32),
+                          score_map=np.ones((height, width), np.float32), region=np.zeros((height, width), bool),
+                          flow=flow)
+
+
 def _stabilize(clip: Clip, track: FaceTrack, *, flow, models_dirs, focal_range, smoothness, max_keypoints,
                bundle_iterations, device, on_step) -> HeadPose:
     from synctalk_lib.pose.bundle_adjust import bundle_adjust
     from synctalk_lib.pose.face_model import (RIGID_LANDMARKS, canonical_face, mediapipe_rotations,
                                               subject_template)
-    from synctalk_lib.pose.keypoints import find_keypoint_tracks
+    from synctalk_lib.pose.keypoints import TooFewKeypoints, find_keypoint_tracks
     from synctalk_lib.pose.rough_tracker import fit_fixed_focal, track_rough
 
     started = time.perf_counter()
@@ -169,9 +180,15 @@ def _stabilize(clip: Clip, track: FaceTrack, *, flow, models_dirs, focal_range, 
     seconds_rough = time.perf_counter() - started
 
     ref_index = _reference_frame(rough.rotation, np.asarray(track.face_found, bool))
-    tracks = find_keypoint_tracks(clip.frame, clip.num_frames, track.landmarks, ref_index, flow=flow,
-                                  models_dirs=models_dirs, device=device, max_points=max_keypoints,
-                                  on_step=progress.stage("keypoints"))
+    notes = []
+    try:
+        tracks = find_keypoint_tracks(clip.frame, clip.num_frames, track.landmarks, ref_index, flow=flow,
+                                      models_dirs=models_dirs, device=device, max_points=max_keypoints,
+                                      on_step=progress.stage("keypoints"))
+    except TooFewKeypoints as exc:
+        # Small or soft frames: adjust with the rigid landmarks alone rather than refuse the clip.
+        tracks = _no_tracks(clip.num_frames, ref_index, height, width, flow)
+        notes.append(f"{exc}; bundle adjustment used the rigid landmarks only")
     seconds_tracks = time.perf_counter() - started - seconds_rough
 
     bundle = bundle_adjust(focal=rough.focal, cx=cx, cy=cy, rotation=rough.rotation, translation=rough.translation,
@@ -211,7 +228,6 @@ def _stabilize(clip: Clip, track: FaceTrack, *, flow, models_dirs, focal_range, 
         "template": {"spread_mm": round(template.spread_mm, 3), "frames_used": template.frames_used},
         "head_depth_m": round(float(np.mean(bundle.translation[:, 2])), 4),
     }
-    notes = []
     if search.at_range_edge:
         notes.append(f"the focal length {rough.focal:.0f} px is at the edge of the searched range; pass a wider "
                      "focal_range")
