@@ -207,6 +207,9 @@ class SyncTalkRenderTriPlane:
                     "default": "training",
                     "tooltip": "training: replay the reference frames' blinks and brows; neutral: the subject's "
                                "median expression."}),
+                "head_pose": ("SYNCTALK_HEAD_POSE", {
+                    "tooltip": "Optional camera path: frame k uses pose k (cycled) instead of the reference poses. "
+                               "Backgrounds still come from the reference frames, so large changes show."}),
                 "device": (DEVICES, {"default": "auto", "tooltip": "Where to render."}),
                 "batch_size": ("INT", {"default": 4, "min": 1, "max": 64, "step": 1,
                                        "tooltip": "Frames rendered per call."}),
@@ -226,8 +229,8 @@ class SyncTalkRenderTriPlane:
     FUNCTION = "render"
     CATEGORY = "SyncTalk/Render"
 
-    def render(self, model, audio_features, expression="training", device="auto", batch_size=4, max_frames=0,
-               memory_mb=8192):
+    def render(self, model, audio_features, expression="training", head_pose=None, device="auto", batch_size=4,
+               max_frames=0, memory_mb=8192):
         import torch
 
         from synctalk_lib.errors import InputError
@@ -246,7 +249,8 @@ class SyncTalkRenderTriPlane:
         images = torch.empty((total, h, w, 3), dtype=torch.float32)
         masks = torch.empty((total, h, w), dtype=torch.float32)
         with bridge.progress("Rendering (tri-plane NeRF)", total) as on_step:
-            for chunk in render_frames(model, audio_features, expression=expression, count=total,
+            poses = None if head_pose is None else head_pose.c2w
+            for chunk in render_frames(model, audio_features, expression=expression, poses=poses, count=total,
                                        batch_size=int(batch_size), device=bridge.device(device), on_step=on_step):
                 end = chunk.first_index + len(chunk.rgb)
                 images[chunk.first_index:end] = torch.from_numpy(chunk.rgb)

@@ -46,6 +46,11 @@ def test_train_save_load_render(subject, models_dir, tmp_path, monkeypatch):
                                                         batch_size=4)
     assert images.shape == (9, 40, 40, 3) and masks.shape == (9, 40, 40)
     assert images.dtype == torch.float32 and 0.0 <= float(images.min()) and float(images.max()) <= 1.0
+    # a pose override with the reference poses themselves changes nothing (frames 0..8 < 14 reference frames)
+    with torch.inference_mode():
+        same, same_masks = SyncTalkRenderTriPlane().render(loaded, features, expression="neutral", head_pose=pose,
+                                                           device="cpu", batch_size=4)
+    assert torch.equal(same, images) and torch.equal(same_masks, masks)
 
 
 def test_render_memory_budget_and_bad_names(subject, models_dir):

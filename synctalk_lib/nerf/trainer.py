@@ -98,8 +98,9 @@ class Trainer:
         self.models_dirs = models_dirs
         self.nerf_config = NerfConfig.from_dict({"audio_in_dim": data.audio.dim, "num_codes": data.num_frames,
                                                  **config.nerf})
-        torch.manual_seed(config.seed)  # parameter initialisation
-        self.model = SyncTalkNeRF(self.nerf_config).to(self.device)
+        with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the global RNG
+            torch.manual_seed(config.seed)
+            self.model = SyncTalkNeRF(self.nerf_config).to(self.device)
         self.data.window = self.nerf_config.audio_window
         self.optimizer = torch.optim.AdamW(self.model.param_groups(config.lr_grid, config.lr_net),
                                            betas=ADAM_BETAS, eps=1e-8)
