@@ -7,7 +7,8 @@ output, temp and user folders, loads only this pack (through a temporary ``custo
 ``/object_info``, then queues a UI workflow (LoadReferenceVideo -> core CreateVideo -> core SaveVideo) converted by
 our own converter through ``/prompt`` with the workflow as ``extra_pnginfo``, waits on ``/history`` and checks the
 file. It also compares our headless stand-ins with the real core nodes' ``/object_info`` and the headless run's
-output with the server's. ``bench/comfyui_smoke.sh`` shows how such a ComfyUI was set up on this CPU-only machine.
+output with the server's, and runs the shipped ``workflows/synctalk_render.json`` (LoadSyncTalkModel + core
+LoadAudio -> EncodeAudioAV -> RenderTriPlane -> PortraitSyncBlend -> core SaveVideo) on a tiny model it trains. ``bench/comfyui_smoke.sh`` shows how such a ComfyUI was set up on this CPU-only machine.
 """
 from __future__ import annotations
 
@@ -66,7 +67,11 @@ class Server:
             (work / name).mkdir(parents=True, exist_ok=True)
         (work / "custom_nodes" / PACK_FOLDER).symlink_to(REPO, target_is_directory=True)
         config = work / "extra_model_paths.yaml"
-        config.write_text(f"synctalk_test:\n  custom_nodes: {work / 'custom_nodes'}\n  synctalk: {shared_models}\n")
+        # models/synctalk: the shared weights plus an empty folder of this run where tests put trained models.
+        self.models_dir = work / "models"
+        self.models_dir.mkdir(exist_ok=True)
+        config.write_text(f"synctalk_test:\n  custom_nodes: {work / 'custom_nodes'}\n"
+                          f"  synctalk: |\n    {shared_models}\n    {self.models_dir}\n")
         self.log_path = work / "server.log"
         python = os.environ.get("COMFYUI_PYTHON") or sys.executable
         command = [python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
@@ -248,3 +253,64 @@ def test_reference_video_workflow_runs_through_prompt_and_history(server: Server
     headless, _ = read_frames(tmp_path / "headless" / "synctalk" / "reference_00001_.mp4")
     difference = np.abs(headless.astype(np.float32) - frames.astype(np.float32)).mean()
     assert headless.shape == frames.shape and difference < 3.0, f"mean difference {difference:.2f} levels"
+
+
+def _train_tiny_model(video: Path, shared_models: Path, model_dir: Path, work: Path) -> float:
+    """Preprocess 2 s of ``video`` at 256 px (mel features) and train 30 quick steps at 64 px into ``model_dir``;
+    returns the seconds it took (about 35 s on 2 CPU cores)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "SYNCTALK_MODELS_DIR": str(shared_models),
+           "SYNCTALK_CACHE_DIR": str(work / "cache"), "SYNCTALK_QUIET": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    subject = work / "subject"
+    commands = [
+        ["preprocess", str(video), "--out", str(subject), "--max-duration", "2", "--size", "256",
+         "--audio-encoder", "mel"],
+        ["train", str(subject), "--out", str(model_dir), "--preset", "quick", "--iterations", "30",
+         "--resolution", "64", "--perceptual-loss", "none", "--threads", "1", "--work-dir", str(work / "checkpoints")],
+    ]
+    started = time.monotonic()
+    for args in commands:
+        done = subprocess.run([sys.executable, "-m", "synctalk_lib", *args], cwd=REPO, env=env,
+                              capture_output=True, text=True)
+        assert done.returncode == 0, f"{args[0]} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return time.monotonic() - started
+
+
+def test_shipped_render_workflow_runs_through_prompt_and_history(server: Server,
+                                                                 request: pytest.FixtureRequest) -> None:
+    """workflows/synctalk_render.json as a user queues it: a trained model, a speech file, an MP4 with its audio."""
+    from synctalk_lib.media.audio import load_audio
+    from synctalk_lib.subject import write_wav
+    from synctalk_lib.workflow import apply_overrides, build_registry, load_workflow
+
+    may_video = request.getfixturevalue("may_video")
+    shared_models = request.getfixturevalue("shared_models")
+    model_name = "server_test_subject"
+    train_seconds = _train_tiny_model(may_video, shared_models, server.models_dir / model_name,
+                                      server.work / "training")
+    wave, rate = load_audio(may_video, start=5.0, duration=0.6)  # 0.6 s of real speech: 15 frames at 25 fps
+    write_wav(server.work / "input" / "server_speech.wav", wave, rate)
+
+    info = server.get("/object_info/LoadSyncTalkModel")["LoadSyncTalkModel"]
+    assert model_name in info["input"]["required"]["name"][0], "the new model is not offered in the name list"
+
+    registry = build_registry()
+    prompt, workflow = load_workflow(REPO / "workflows" / "synctalk_render.json", registry)
+    prompt = apply_overrides(prompt, {"LoadSyncTalkModel.name": model_name, "LoadAudio.audio": "server_speech.wav",
+                                      "SyncTalkEncodeAudioAV.encoder": "mel",  # what the model was trained on
+                                      "SaveVideo.filename_prefix": "synctalk/render_test"}, registry)
+    save_id = next(i for i, node in prompt.items() if node["class_type"] == "SaveVideo")
+    entry, seconds = server.run_prompt(prompt, workflow)
+
+    saved = entry["outputs"][save_id]["images"][0]
+    path = server.work / "output" / saved["subfolder"] / saved["filename"]
+    assert saved["type"] == "output" and saved["filename"] == "render_test_00001_.mp4" and path.is_file()
+    video_s, audio_s = video_duration(path)
+    assert video_s == pytest.approx(0.6, abs=0.05) and audio_s == pytest.approx(0.6, abs=0.05)
+    frames, fps = read_frames(path)
+    assert float(fps) == 25.0 and frames.shape == (15, 256, 256, 3)
+    assert frames.std() > 10.0, "the saved video is (nearly) a flat colour"
+    executed = [m for m in entry["status"]["messages"] if m[0] == "execution_cached"]
+    print(f"trained a tiny model in {train_seconds:.1f} s; {len(prompt)} nodes /prompt -> /history in "
+          f"{seconds:.1f} s: {path.name}, {frames.shape[0]} frames {frames.shape[2]}x{frames.shape[1]}, "
+          f"video {video_s:.3f} s, audio {audio_s:.3f} s; cached: {executed}")
