@@ -8,7 +8,8 @@ output, temp and user folders, loads only this pack (through a temporary ``custo
 our own converter through ``/prompt`` with the workflow as ``extra_pnginfo``, waits on ``/history`` and checks the
 file. It also compares our headless stand-ins with the real core nodes' ``/object_info`` and the headless run's
 output with the server's, and runs the shipped ``workflows/synctalk_render.json`` (LoadSyncTalkModel + core
-LoadAudio -> EncodeAudioAV -> RenderTriPlane -> PortraitSyncBlend -> core SaveVideo) on a tiny model it trains. ``bench/comfyui_smoke.sh`` shows how such a ComfyUI was set up on this CPU-only machine.
+LoadAudio -> EncodeAudioAV -> RenderTriPlane -> PortraitSyncBlend -> core SaveVideo) on a tiny model it trains.
+``bench/comfyui_smoke.sh`` shows how such a ComfyUI was set up on this CPU-only machine.
 """
 from __future__ import annotations
 
