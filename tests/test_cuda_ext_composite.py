@@ -4,20 +4,13 @@ hand-worked cases. CPU through Triton's interpreter in CI; GPU where present. Ti
 from __future__ import annotations
 
 import math
-import os
-import sys
 
 import pytest
 import torch
 
-if not torch.cuda.is_available():
-    if "triton" in sys.modules and os.environ.get("TRITON_INTERPRET") != "1":
-        # triton reads the variable when it is imported; an earlier import (not ours) fixed it to "compile"
-        pytest.skip("triton was imported before TRITON_INTERPRET=1 was set; run these tests in their own "
-                    "process: python -m pytest tests/test_cuda_ext_*.py", allow_module_level=True)
-    os.environ.setdefault("TRITON_INTERPRET", "1")  # must precede the first import of triton
-pytest.importorskip("triton", reason="triton is not installed; the cuda_ext kernels are optional "
-                                     "(python -m pip install triton)")
+from cuda_ext_testing import DEVICE, assert_close, one_thread, require_triton  # noqa: F401
+
+require_triton()
 
 from cuda_ext.torch_twins import composite_dense_torch, composite_packed_torch, composite_step_torch  # noqa: E402
 from cuda_ext.triton_composite import (  # noqa: E402
@@ -26,27 +19,7 @@ from cuda_ext.triton_composite import (  # noqa: E402
     composite_step_triton,
 )
 
-DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 FIELDS = ("opacity", "depth", "weighted", "plain")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: threads only add overhead (and oversubscribe a shared 2-core CI machine)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def assert_close(actual: torch.Tensor, expected: torch.Tensor, rtol: float, what: str) -> None:
-    """Relative error against the largest reference magnitude, with the max abs diff in the message."""
-    actual, expected = actual.detach().float().cpu(), expected.detach().float().cpu()
-    assert actual.shape == expected.shape, f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
-    diff = float((actual - expected).abs().max()) if actual.numel() else 0.0
-    scale = float(expected.abs().max()) if expected.numel() else 0.0
-    assert diff <= rtol * max(scale, 1e-12), \
-        f"{what}: max abs diff {diff:.3g} (reference scale {scale:.3g}, rtol {rtol})"
 
 
 def random_packed(gen: torch.Generator, rays: int = 24, max_count: int = 16, sigma_scale: float = 40.0):

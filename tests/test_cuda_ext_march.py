@@ -3,20 +3,13 @@ where, in which order). CPU through Triton's interpreter in CI; GPU where presen
 """
 from __future__ import annotations
 
-import os
-import sys
 
 import pytest
 import torch
 
-if not torch.cuda.is_available():
-    if "triton" in sys.modules and os.environ.get("TRITON_INTERPRET") != "1":
-        # triton reads the variable when it is imported; an earlier import (not ours) fixed it to "compile"
-        pytest.skip("triton was imported before TRITON_INTERPRET=1 was set; run these tests in their own "
-                    "process: python -m pytest tests/test_cuda_ext_*.py", allow_module_level=True)
-    os.environ.setdefault("TRITON_INTERPRET", "1")  # must precede the first import of triton
-pytest.importorskip("triton", reason="triton is not installed; the cuda_ext kernels are optional "
-                                     "(python -m pip install triton)")
+from cuda_ext_testing import DEVICE, assert_close, one_thread, require_triton  # noqa: F401
+
+require_triton()
 
 from cuda_ext.torch_twins import march_rays_packed_torch, march_rays_step_torch, num_candidates  # noqa: E402
 from cuda_ext.triton_march import (  # noqa: E402
@@ -27,18 +20,8 @@ from cuda_ext.triton_march import (  # noqa: E402
 from synctalk_lib.nerf.occupancy import OccupancyGrid  # noqa: E402
 from synctalk_lib.nerf.sampler import march_rays, ray_aabb_intersect  # noqa: E402
 
-DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 AABB = (-1.0, -0.5, -1.0, 1.0, 0.5, 1.0)
 STEP = 2 * 3 ** 0.5 / 32
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: threads only add overhead (and oversubscribe a shared 2-core CI machine)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def scene(seed: int, n: int = 48, resolution: int = 32, fill: float = 0.35):

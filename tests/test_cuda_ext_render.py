@@ -4,45 +4,18 @@ Triton's interpreter in CI; GPU where present. A tiny model keeps the interprete
 """
 from __future__ import annotations
 
-import os
-import sys
 
 import pytest
 import torch
 
-if not torch.cuda.is_available():
-    if "triton" in sys.modules and os.environ.get("TRITON_INTERPRET") != "1":
-        # triton reads the variable when it is imported; an earlier import (not ours) fixed it to "compile"
-        pytest.skip("triton was imported before TRITON_INTERPRET=1 was set; run these tests in their own "
-                    "process: python -m pytest tests/test_cuda_ext_*.py", allow_module_level=True)
-    os.environ.setdefault("TRITON_INTERPRET", "1")  # must precede the first import of triton
-pytest.importorskip("triton", reason="triton is not installed; the cuda_ext kernels are optional "
-                                     "(python -m pip install triton)")
+from cuda_ext_testing import DEVICE, assert_close, one_thread, require_triton  # noqa: F401
+
+require_triton()
 
 from cuda_ext.renderer import render_chunk  # noqa: E402
 from synctalk_lib.nerf import NerfConfig, SyncTalkNeRF  # noqa: E402
 
-DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 OUTPUTS = ("rgb", "alpha", "depth", "amb_aud", "amb_eye", "uncertainty")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: threads only add overhead (and oversubscribe a shared 2-core CI machine)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def assert_close(actual: torch.Tensor, expected: torch.Tensor, rtol: float, what: str) -> None:
-    """Relative error against the largest reference magnitude, with the max abs diff in the message."""
-    actual, expected = actual.detach().float().cpu(), expected.detach().float().cpu()
-    assert actual.shape == expected.shape, f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
-    diff = float((actual - expected).abs().max()) if actual.numel() else 0.0
-    scale = float(expected.abs().max()) if expected.numel() else 0.0
-    assert diff <= rtol * max(scale, 1e-12), \
-        f"{what}: max abs diff {diff:.3g} (reference scale {scale:.3g}, rtol {rtol})"
 
 
 def tiny_model(density_gain: float, seed: int = 0) -> SyncTalkNeRF:
