@@ -54,7 +54,7 @@ class TrainSyncTalk:
                                                                           "(EncodeAudioAV); rendering later needs "
                                                                           "the same encoder."}),
                 "preset": (PRESETS, {"default": "quick",
-                                     "tooltip": "quick: CPU, 128 px, 2.5k steps (~20 min on 2 cores); standard: GPU, "
+                                     "tooltip": "quick: CPU, 128 px, 4k steps (~10-20 min on 2 cores); standard: GPU, "
                                                 "512 px, 40k steps; paper: 512 px, 100k + 25k steps of 65k rays."}),
                 "iterations": ("INT", {"default": 0, "min": 0, "max": 1_000_000, "step": 100,
                                        "tooltip": "Total training steps (0 = the preset's), split between the "
