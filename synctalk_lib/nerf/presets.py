@@ -67,6 +67,8 @@ class TrainConfig:
     occupancy_interval: int = 16
     """Steps between occupancy-grid updates."""
     occupancy_decay: float = 0.95
+    occupancy_fraction: float = 1.0
+    """Share of the occupancy cells re-evaluated per update (1 = all, the original; lower is cheaper on CPU)."""
     checkpoint_every: int = 500
     """Steps between checkpoints (0 = only at the end and on interruption)."""
     val_frames: str | float | None = None
@@ -106,6 +108,8 @@ class TrainConfig:
             raise ValueError("training needs at least one step (coarse_steps + fine_steps > 0)")
         if self.photometric not in ("l1", "mse"):
             raise ValueError(f"photometric must be 'l1' or 'mse', got {self.photometric!r}")
+        if not 0.0 < self.occupancy_fraction <= 1.0:
+            raise ValueError(f"occupancy_fraction must be in (0, 1], got {self.occupancy_fraction}")
         if self.perceptual_loss not in ("lpips", "none"):
             raise ValueError(f"perceptual_loss must be 'lpips' or 'none', got {self.perceptual_loss!r}")
 

@@ -156,7 +156,8 @@ class Trainer:
         window, expression = self.data.conditioning(frame, self.device)
         with torch.no_grad():
             code = self.model.encode_audio(window[None])[0]
-        self.model.update_occupancy(code, expression, decay=self.config.occupancy_decay, generator=self.generator)
+        self.model.update_occupancy(code, expression, decay=self.config.occupancy_decay, generator=self.generator,
+                                    fraction=self.config.occupancy_fraction)
         self.occupancy_seconds += time.perf_counter() - started
 
     def train_step(self, step: int) -> dict[str, float]:
