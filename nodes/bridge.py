@@ -137,19 +137,10 @@ def progress(description: str, total: int | None = None) -> Iterator[StepCallbac
         yield on_step
         return
 
-    from tqdm.auto import tqdm
+    from synctalk_lib.progress import cli_progress
 
-    bar = tqdm(total=total, desc=description, unit="step", leave=False, disable=os.environ.get("SYNCTALK_QUIET") == "1")
-    try:
-        def on_step(done: int, total_now: int) -> None:
-            if bar.total != total_now:
-                bar.total = total_now
-            bar.n = done
-            bar.refresh()
-
+    with cli_progress(description, total) as on_step:
         yield on_step
-    finally:
-        bar.close()
 
 
 def warn(message: str) -> None:

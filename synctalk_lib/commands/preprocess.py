@@ -12,14 +12,12 @@ run_pose, add_pose_arguments)``, where ``run_pose(ctx)`` writes the file and ret
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from synctalk_lib.commands.pose import add_pose_arguments, pose_step_settings, run_pose_step
 from synctalk_lib.subject import SubjectDir
@@ -52,22 +50,11 @@ class Context:
         """Identity of the prepared clip (its cache folder name hashes the source file and every setting)."""
         return Path(self.subject.clip_ref()["clip_root"]).name
 
-    @contextlib.contextmanager
-    def progress(self, description: str) -> Iterator[StepCallback]:
+    def progress(self, description: str):
         """An ``on_step(done, total)`` callback drawing a tqdm bar on stderr (silent with SYNCTALK_QUIET=1)."""
-        from tqdm.auto import tqdm
+        from synctalk_lib.progress import cli_progress
 
-        bar = tqdm(desc=description, unit="step", leave=False, disable=os.environ.get("SYNCTALK_QUIET") == "1")
-        try:
-            def on_step(done: int, total: int) -> None:
-                if bar.total != total:
-                    bar.total = total
-                bar.n = done
-                bar.refresh()
-
-            yield on_step
-        finally:
-            bar.close()
+        return cli_progress(description)
 
 
 @dataclass(frozen=True)

@@ -8,13 +8,13 @@ PSNR. Checkpoints go to ``--work-dir`` (default ``MODEL_DIR.training`` beside it
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
-import os
 import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+
+from synctalk_lib.progress import cli_progress  # noqa: F401  (shared by the other commands)
 
 NAME = "train"
 HELP = "train a subject's SyncTalk head NeRF from a preprocessed subject folder"
@@ -62,25 +62,6 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         else:
             out[key.strip()] = value
     return out
-
-
-@contextlib.contextmanager
-def cli_progress(description: str) -> Iterator:
-    """An ``on_step(done, total)`` callback drawing a tqdm bar on stderr (silent with SYNCTALK_QUIET=1)."""
-    from tqdm.auto import tqdm
-
-    bar = tqdm(desc=description, unit="step", leave=False, file=sys.stderr,
-               disable=os.environ.get("SYNCTALK_QUIET") == "1")
-    try:
-        def on_step(done: int, total: int) -> None:
-            if bar.total != total:
-                bar.total = total
-            bar.n = done
-            bar.refresh()
-
-        yield on_step
-    finally:
-        bar.close()
 
 
 def resolve_device(choice: str):
