@@ -8,20 +8,17 @@ from pathlib import Path
 import pytest
 
 from synctalk_lib.errors import InputError
-from synctalk_lib.workflow import Registry, core_nodes, detect_format, load_workflow, to_api, ui_to_api, validate
+from synctalk_lib.workflow import Registry, detect_format, load_workflow, to_api, ui_to_api, validate
 from synctalk_lib.workflow.formats import widget_values_by_name
 from synctalk_lib.workflow.specs import input_specs, types_compatible
-from tests.data.workflows.nodes_for_tests import TEST_NODES, write_tone
+from tests.data.workflows.nodes_for_tests import registry_with_test_nodes, write_tone
 
 DATA = Path(__file__).parent / "data" / "workflows"
 
 
 @pytest.fixture()
 def registry() -> Registry:
-    registry = Registry()
-    registry.add(core_nodes.NODE_CLASS_MAPPINGS, core_nodes.NODE_DISPLAY_NAME_MAPPINGS, "core stand-in")
-    registry.add(TEST_NODES, {}, "test")
-    return registry
+    return registry_with_test_nodes()
 
 
 @pytest.fixture()

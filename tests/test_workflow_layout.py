@@ -7,21 +7,17 @@ from pathlib import Path
 import pytest
 
 from synctalk_lib.errors import InputError
-from synctalk_lib.workflow import core_nodes
 from synctalk_lib.workflow.formats import ui_to_api
 from synctalk_lib.workflow.layout import WorkflowBuilder
 from synctalk_lib.workflow.pack import Registry
-from tests.data.workflows.nodes_for_tests import TEST_NODES
+from tests.data.workflows.nodes_for_tests import registry_with_test_nodes
 
 DATA = Path(__file__).resolve().parent / "data" / "workflows"
 
 
 @pytest.fixture()
 def registry() -> Registry:
-    reg = Registry()
-    reg.add(core_nodes.NODE_CLASS_MAPPINGS, core_nodes.NODE_DISPLAY_NAME_MAPPINGS, "core stand-in")
-    reg.add(TEST_NODES, {}, "test")
-    return reg
+    return registry_with_test_nodes()
 
 
 def _strip_meta(prompt: dict) -> dict:

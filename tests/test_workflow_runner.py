@@ -13,20 +13,16 @@ from synctalk_lib import cli
 from synctalk_lib.media.audio import load_audio
 from synctalk_lib.media.video_file import read_frames
 from synctalk_lib.media.video_writer import video_duration
-from synctalk_lib.workflow import (NodeExecutionError, Registry, WorkflowError, build_registry, core_nodes,
-                                   load_workflow, run_workflow)
+from synctalk_lib.workflow import (NodeExecutionError, Registry, WorkflowError, build_registry, load_workflow, run_workflow)
 from synctalk_lib.workflow.pack import PACK_DIR, load_pack_module
-from tests.data.workflows.nodes_for_tests import TEST_NODES, TestGradientFrames, gradient_frames, write_tone
+from tests.data.workflows.nodes_for_tests import registry_with_test_nodes, TestGradientFrames, gradient_frames, write_tone
 
 DATA = Path(__file__).parent / "data" / "workflows"
 
 
 @pytest.fixture()
 def registry() -> Registry:
-    registry = Registry()
-    registry.add(core_nodes.NODE_CLASS_MAPPINGS, core_nodes.NODE_DISPLAY_NAME_MAPPINGS, "core stand-in")
-    registry.add(TEST_NODES, {}, "test")
-    return registry
+    return registry_with_test_nodes()
 
 
 @pytest.fixture()

@@ -217,3 +217,13 @@ TEST_NODES = {cls.__name__: cls for cls in (TestGradientFrames, TestNoise, TestM
 
 for _cls in TEST_NODES.values():
     _cls.__test__ = False  # named Test*, but not pytest test classes
+
+
+def registry_with_test_nodes():
+    """The core stand-ins plus the test nodes above: what the workflow tests run graphs with."""
+    from synctalk_lib.workflow import Registry, core_nodes
+
+    registry = Registry()
+    registry.add(core_nodes.NODE_CLASS_MAPPINGS, core_nodes.NODE_DISPLAY_NAME_MAPPINGS, "core stand-in")
+    registry.add(TEST_NODES, {}, "test")
+    return registry
