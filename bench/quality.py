@@ -141,7 +141,7 @@ def main() -> int:
 
     # The proxy on frames rendered from the clip's own audio (the training audio, so an upper bound for new speech).
     from synctalk_lib.commands.evaluate import rendered_lipsync
-    from synctalk_lib.commands.train import resolve_device
+    from synctalk_lib.devices import resolve_device
     from synctalk_lib.nerf.model_folder import SyncTalkModel
     from synctalk_lib.subject import SubjectDir
 

@@ -7,6 +7,9 @@ import sys
 from typing import Callable, Iterator
 
 StepCallback = Callable[[int, int], None]
+"""``on_step(done, total)``: called as a long loop advances; it may raise (ComfyUI's Cancel) to stop the loop."""
+StatusCallback = Callable[[str], None]
+"""``on_status(line)``: one human-readable line about what a stage is doing."""
 
 
 @contextlib.contextmanager

@@ -14,6 +14,7 @@ evaluation. One class knows the file names, so no stage spells them itself::
 from __future__ import annotations
 
 import wave
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,41 @@ import numpy as np
 from synctalk_lib.errors import InputError
 from synctalk_lib.paths import atomic_path, read_json, write_json
 from synctalk_lib.types import AudioFeatures, Clip, FaceTrack, HeadPose
+
+
+@dataclass(frozen=True, eq=False)
+class Subject:
+    """One person's prepared reference video: the four hand-off types of the same frames, and where they live.
+
+    Made by ``pipeline.preprocess`` (or ``SubjectDir.load_subject``); consumed by ``pipeline.train`` and
+    ``pipeline.evaluate``. ``folder`` is None for a subject assembled in memory (e.g. by the nodes).
+    """
+
+    clip: Clip
+    track: FaceTrack
+    pose: HeadPose
+    features: AudioFeatures
+    folder: "SubjectDir | None" = None
+
+    def __post_init__(self) -> None:
+        counts = {"clip": self.clip.num_frames, "face track": self.track.num_frames,
+                  "head pose": self.pose.num_frames}
+        if len(set(counts.values())) != 1:
+            listed = ", ".join(f"{k} {v}" for k, v in counts.items())
+            raise InputError(f"the subject's parts disagree on the number of frames ({listed}); run face capture "
+                             "and head pose on this same clip")
+
+    @property
+    def num_frames(self) -> int:
+        return self.clip.num_frames
+
+    def identity(self) -> dict[str, Any]:
+        """What the subject's data depends on (for reusing a model trained on it): its folder's stage settings,
+        else the shapes and encoder of its parts."""
+        if self.folder is not None and self.folder.path(SubjectDir.REPORT).is_file():
+            return {"stages": self.folder.read_report().get("steps", {})}
+        return {"frames": self.num_frames, "size": [self.clip.width, self.clip.height], "clip": str(self.clip.root),
+                "encoder": self.features.encoder_id, "focal": float(self.pose.focal)}
 
 
 class SubjectDir:
@@ -107,6 +143,11 @@ class SubjectDir:
 
     def load_head_pose(self) -> HeadPose:
         return HeadPose.load(self._require(self.HEAD_POSE, "pose"))
+
+    def load_subject(self, *, clip: Clip | None = None) -> Subject:
+        """The whole prepared subject (``clip`` given: skip re-reading it)."""
+        return Subject(clip=clip if clip is not None else self.load_clip(), track=self.load_face_track(),
+                       pose=self.load_head_pose(), features=self.load_audio_features(), folder=self)
 
 
 def write_wav(path: Path | str, wave_data: np.ndarray, sample_rate: int) -> Path:

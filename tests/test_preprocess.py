@@ -2,7 +2,6 @@
 redo, resuming after a failure, and adding a step."""
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import shutil
@@ -13,9 +12,10 @@ import numpy as np
 import pytest
 
 from synctalk_lib.cli import main
-from synctalk_lib.commands import preprocess
-from synctalk_lib.commands.preprocess import STEPS, Context, Step, run_steps
 from synctalk_lib.errors import InputError
+from synctalk_lib.pipeline import PreprocessSettings
+from synctalk_lib.pipeline import preprocessing as pipeline_preprocess
+from synctalk_lib.pipeline.preprocessing import STAGES, PreprocessRun, Stage
 from synctalk_lib.face.expression import EXPRESSION_NAMES
 from synctalk_lib.subject import SubjectDir, write_wav
 
@@ -107,37 +107,33 @@ def test_failed_step_resumes(prepared, may_video: Path, shared_models: Path, tmp
     def broken(ctx):
         raise InputError("simulated failure in the face step")
 
-    monkeypatch.setattr(preprocess, "STEPS", tuple(dataclasses.replace(s, run=broken) if s.name == "face_track"
-                                                   else s for s in STEPS))
+    monkeypatch.setattr(pipeline_preprocess, "STAGES", tuple(dataclasses.replace(s, run=broken)
+                                                             if s.name == "face_track" else s for s in STAGES))
     assert main(argv) == 1  # an InputError becomes exit code 1 with the message on stderr
     report = SubjectDir(out).read_report()
     assert set(report["steps"]) == {"load_video", "audio_features"}  # written after each finished step
     assert not SubjectDir(out).path(SubjectDir.FACE_TRACK).exists()
 
-    monkeypatch.setattr(preprocess, "STEPS", STEPS)
+    monkeypatch.setattr(pipeline_preprocess, "STAGES", STAGES)
     assert main(argv) == 0
     assert SubjectDir(out).read_report()["reused"] == ["load_video", "audio_features"]
 
 
-def test_a_new_step_is_one_line(prepared, tmp_path: Path):
-    """A later stage appends a Step; it sees the clip and the report of the steps before it."""
+def test_a_new_stage_is_one_line(prepared, tmp_path: Path):
+    """A later stage appends a Stage; it sees the clip and the report of the stages before it."""
     out = tmp_path / "subject"
     shutil.copytree(prepared[0], out)
 
-    def run_extra(ctx: Context) -> dict:
-        ctx.subject.path("extra.txt").write_text(str(ctx.clip().num_frames))
-        return {"extra": {"frames_seen": ctx.clip().num_frames}}
+    def run_extra(run: PreprocessRun) -> dict:
+        run.folder.path("extra.txt").write_text(str(run.load_clip().num_frames))
+        return {"extra": {"frames_seen": run.load_clip().num_frames}}
 
-    extra = Step("extra", ("extra.txt",), lambda ctx: {"clip": ctx.clip_key()}, run_extra)
+    extra = Stage("extra", ("extra.txt",), lambda run: {"clip": run.clip_key()}, run_extra)
     subject = SubjectDir(out)
-    parser = argparse.ArgumentParser()  # the options the CLI parses for the same run
-    preprocess.add_arguments(parser)
     video = subject.read_report()["steps"]["load_video"]["settings"]["video"]
-    args = parser.parse_args([video, "--out", str(out), "--max-duration", "2", "--audio-encoder", "mel",
-                              "--cache-dir", str(prepared[1])])
-    ctx = Context(args=args, subject=subject, report=subject.read_report(), models_dirs=[],
-                  cache_dir=prepared[1])
-    report = run_steps(STEPS + (extra,), ctx, force=set())
+    pipeline_preprocess.preprocess(video, out, PreprocessSettings(max_duration=2, audio_encoder="mel"),
+                                   cache_dir=prepared[1], stages=STAGES + (extra,))
+    report = subject.read_report()
     assert report["reused"] == ["load_video", "audio_features", "face_track", "pose"]
     assert report["extra"] == {"frames_seen": 50} and "extra" in report["seconds"]
     assert json.loads(subject.path(SubjectDir.REPORT).read_text())["steps"]["extra"]["outputs"] == ["extra.txt"]

@@ -128,6 +128,21 @@ def parse_encoder(encoder: str) -> tuple[str, str | None]:
     return name, None
 
 
+def encoder_for(encoder_id: str, override: str | None = None) -> str:
+    """The ``encode_audio`` encoder that reproduces features with ``encoder_id`` (``override`` wins)."""
+    if override:
+        return override
+    if encoder_id.startswith("mel"):
+        return "mel"
+    if encoder_id.startswith("ave-file"):
+        raise InputError(f"the model was trained on features of an AVE weights file ({encoder_id}); pass the "
+                         "encoder explicitly: ave-file:<that file>")
+    if encoder_id.startswith("ave"):
+        return "ave"
+    raise InputError(f"unknown audio encoder id {encoder_id!r}; encode the speech with the encoder the model "
+                     "was trained with")
+
+
 def _check_fps(fps: float) -> float:
     fps = float(fps)
     if not np.isfinite(fps) or fps <= 0 or fps > 1000:

@@ -209,15 +209,14 @@ def rendered_lipsync(model, wave: np.ndarray, sample_rate: int, *, encoder: str 
     Returns:
         ``lipsync_correlation``'s dict plus "render_seconds".
     """
-    from synctalk_lib.audio.features import encode_audio
-    from synctalk_lib.commands.render import encoder_for
+    from synctalk_lib.audio.features import encode_audio, encoder_for
     from synctalk_lib.metrics.lipsync import audio_envelope, lipsync_correlation, mouth_opening
     from synctalk_lib.nerf.inference import render_frames
 
     wave = np.asarray(wave, np.float32)
     wave = wave[None] if wave.ndim == 1 else wave
     fps = model.subject.fps
-    features = encode_audio(wave, sample_rate, fps=fps, encoder=encoder_for(model, encoder),
+    features = encode_audio(wave, sample_rate, fps=fps, encoder=encoder_for(model.encoder_id, encoder),
                             models_dirs=models_dirs, device=device)
     count = features.num_frames if not max_frames else min(max_frames, features.num_frames)
     started = time.perf_counter()
@@ -234,7 +233,8 @@ def rendered_lipsync(model, wave: np.ndarray, sample_rate: int, *, encoder: str 
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from synctalk_lib.commands.train import cli_progress, resolve_device
+    from synctalk_lib.devices import resolve_device
+    from synctalk_lib.progress import cli_progress
     from synctalk_lib.nerf.dataset import split_frames
     from synctalk_lib.nerf.model_folder import SyncTalkModel
     from synctalk_lib.paths import write_json

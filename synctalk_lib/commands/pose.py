@@ -1,19 +1,16 @@
 """``pose``: stabilised head poses for a subject folder (``head_pose.npz`` + ``"pose"`` in report.json).
 
-The same work is the ``pose`` step of ``preprocess``; ``run_pose_step`` / ``pose_settings`` /
-``add_pose_arguments`` below are what that step list uses.
+The same work is the ``pose`` stage of ``preprocess`` (``pipeline.preprocess.stabilize``); running it here keeps
+the folder's stage log true, so a later ``preprocess`` reuses these poses.
 """
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
-from typing import Any
 
 NAME = "pose"
 HELP = "stabilise the head poses of a preprocessed subject folder (focal length, per-frame poses, bundle adjustment)"
-
-REPORT_KEYS = ("focal", "raw", "adjusted", "seconds")
 
 
 # ------------------------------------------------------------------------------------------- shared options
@@ -27,48 +24,6 @@ def add_pose_arguments(parser: argparse.ArgumentParser) -> None:
                              "jitter the images cannot; high values lag behind fast head turns)")
     parser.add_argument("--focal-range", type=float, nargs=2, default=None, metavar=("MIN", "MAX"),
                         help="focal lengths in pixels to search (default 0.8 to 5 times the frame's longer side)")
-
-
-def pose_settings(args: argparse.Namespace) -> dict[str, Any]:
-    return {"flow": args.flow, "smoothness": float(args.pose_smoothness),
-            "focal_range": list(args.focal_range) if args.focal_range else None}
-
-
-def compute_pose(subject, args: argparse.Namespace, models_dirs, *, clip=None, on_step=None):
-    """Stabilise the poses of ``subject`` (a ``SubjectDir``), save ``head_pose.npz``; returns the ``HeadPose``."""
-    from synctalk_lib.pose.stabilize import stabilize_head_pose
-
-    clip = clip if clip is not None else subject.load_clip()
-    track = subject.load_face_track()
-    pose = stabilize_head_pose(clip, track, flow=args.flow, models_dirs=models_dirs,
-                               focal_range=tuple(args.focal_range) if args.focal_range else None,
-                               smoothness=float(args.pose_smoothness), device=getattr(args, "device", "auto"),
-                               on_step=on_step)
-    pose.save(subject.path(subject.HEAD_POSE))
-    return pose
-
-
-def report_entry(pose) -> dict[str, Any]:
-    """``{"pose": {"focal", "raw", "adjusted", "seconds", ...}}`` for report.json."""
-    return {"pose": pose.report()}
-
-
-# --------------------------------------------------------------------------------------- the preprocess step
-def run_pose_step(ctx) -> dict[str, Any]:
-    """``preprocess`` step: writes head_pose.npz and returns the report.json entries."""
-    with ctx.progress("Stabilizing head pose") as on_step:
-        pose = compute_pose(ctx.subject, ctx.args, ctx.models_dirs, clip=ctx.clip(), on_step=on_step)
-    return report_entry(pose)
-
-
-def pose_step_settings(ctx) -> dict[str, Any]:
-    """What the pose step's result depends on: the clip, the face track's capture settings and the options."""
-    return _step_settings(ctx.clip_key(), ctx.report, ctx.args)
-
-
-def _step_settings(clip_key: str, report: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    face = report.get("steps", {}).get("face_track", {}).get("settings")
-    return {"clip": clip_key, "face_track": face, **pose_settings(args)}
 
 
 # ------------------------------------------------------------------------------------------------------ CLI
@@ -85,21 +40,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from synctalk_lib.paths import default_models_dir
+    from synctalk_lib.pipeline import PreprocessSettings
+    from synctalk_lib.pipeline.preprocessing import record_pose, stabilize
     from synctalk_lib.pose.stabilize import format_pose_report
     from synctalk_lib.subject import SubjectDir
 
     subject = SubjectDir(args.subject)
-    models_dirs = [Path(p) for p in (args.models_dir or [default_models_dir()])]
-    pose = compute_pose(subject, args, models_dirs)
-    report = subject.read_report()
-    report.update(report_entry(pose))
-    if "steps" in report:  # keep preprocess's bookkeeping true: its pose step now has these settings
-        clip_key = Path(subject.clip_ref()["clip_root"]).name
-        report["steps"]["pose"] = {"settings": _step_settings(clip_key, report, args),
-                                   "outputs": [subject.HEAD_POSE]}
-        report.setdefault("seconds", {})["pose"] = pose.report()["seconds"]
-    subject.write_report(report)
+    settings = PreprocessSettings(flow=args.flow, pose_smoothness=args.pose_smoothness, device=args.device,
+                                  focal_range=tuple(args.focal_range) if args.focal_range else None)
+    pose = stabilize(subject, settings, args.models_dir)
+    record_pose(subject, settings, pose)
     if args.preview:
         _write_preview(subject.load_clip(), pose, Path(args.preview))
     print(json.dumps(pose.report(), indent=2) if args.json else format_pose_report(pose))

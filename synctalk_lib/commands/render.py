@@ -9,6 +9,8 @@ import argparse
 import time
 from pathlib import Path
 
+from synctalk_lib.progress import cli_progress
+
 NAME = "render"
 HELP = "render a trained subject speaking an audio file into an MP4 (head over the reference frames)"
 
@@ -30,48 +32,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models-dir", action="append", default=None, help="models folder(s)")
 
 
-def encoder_for(model, override: str | None) -> str:
-    """The ``encode_audio`` encoder that reproduces the model's training features."""
-    from synctalk_lib.errors import InputError
-    from synctalk_lib.nerf.inference import _encoder_choice
-
-    if override:
-        return override
-    choice = _encoder_choice(model.encoder_id)
-    if "<" in choice:
-        raise InputError(f"the model was trained on features of an AVE weights file ({model.encoder_id}); pass "
-                         "--encoder ave-file:<that file>")
-    return choice
-
-
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from synctalk_lib.audio.features import encode_audio
-    from synctalk_lib.commands.train import cli_progress, resolve_device
-    from synctalk_lib.media.audio import load_audio
+    from synctalk_lib import pipeline
+    from synctalk_lib.devices import resolve_device
     from synctalk_lib.media.video_writer import VideoWriter
-    from synctalk_lib.nerf.inference import check_features, render_frames
-    from synctalk_lib.nerf.model_folder import SyncTalkModel
 
     if args.threads:
         torch.set_num_threads(int(args.threads))
     device = resolve_device(args.device)
-    model = SyncTalkModel.from_pretrained(args.model, models_dirs=args.models_dir, device=device)
-    wave, rate = load_audio(args.audio)
+    model = pipeline.load_model(args.model, models_dirs=args.models_dir, device=device)
+    wave, rate = pipeline.load_speech(args.audio)
     started = time.perf_counter()
     with cli_progress("Encoding audio") as on_step:
-        features = encode_audio(wave, rate, fps=model.subject.fps, encoder=encoder_for(model, args.encoder),
-                                models_dirs=args.models_dir, device=device, on_step=on_step)
-    check_features(model, features)
+        features = pipeline.encode(model, (wave, rate), encoder=args.encoder, device=device,
+                                   models_dirs=args.models_dir, on_step=on_step)
     count = features.num_frames if not args.max_frames else min(args.max_frames, features.num_frames)
     encode_seconds = time.perf_counter() - started
     started = time.perf_counter()
     writer = VideoWriter(args.out, model.subject.fps, audio=wave, sample_rate=rate, crf=args.crf)
     try:
         with cli_progress("Rendering") as on_step:
-            for chunk in render_frames(model, features, expression=args.expression, count=count,
-                                       batch_size=args.batch_size, device=device, as_uint8=True, on_step=on_step):
+            for chunk in pipeline.render(model, features, expression=args.expression, count=count,
+                                         batch_size=args.batch_size, device=device, as_uint8=True, on_step=on_step):
                 writer.write(chunk.rgb)
         writer.close()
     except BaseException:

@@ -9,24 +9,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Any
 
-from synctalk_lib.progress import cli_progress  # noqa: F401  (shared by the other commands)
+from synctalk_lib.progress import cli_progress
 
 NAME = "train"
 HELP = "train a subject's SyncTalk head NeRF from a preprocessed subject folder"
-
-log = logging.getLogger("synctalk")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("subject", type=Path, help="subject folder written by `preprocess`")
     parser.add_argument("--out", type=Path, required=True, help="model folder to write (replaced if it exists)")
-    parser.add_argument("--preset", choices=["quick", "standard", "paper"], default="quick",
-                        help="quick: CPU, 128 px, minutes; standard: GPU, 512 px; paper: 100k + 25k steps")
+    parser.add_argument("--preset", choices=["auto", "quick", "standard", "paper"], default="auto",
+                        help="auto (default): standard on a CUDA GPU, quick on a CPU; quick: CPU, 128 px, minutes; "
+                             "standard: GPU, 512 px; paper: 100k + 25k steps")
     parser.add_argument("--iterations", type=int, default=0, help="total steps (0 = the preset's)")
     parser.add_argument("--resolution", type=int, default=0, help="longer training side in pixels (0 = preset)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or a torch device")
@@ -64,56 +62,36 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def resolve_device(choice: str):
-    import torch
-
-    if choice == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(choice)
-
-
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from synctalk_lib import pipeline
     from synctalk_lib.errors import InputError
-    from synctalk_lib.nerf.trainer import train_subject
-    from synctalk_lib.paths import write_json
     from synctalk_lib.subject import SubjectDir
 
     if args.threads:
         torch.set_num_threads(int(args.threads))
-    subject = SubjectDir(args.subject)
-    if not subject.root.is_dir():
-        raise InputError(f"subject folder {subject.root} does not exist; run `python -m synctalk_lib preprocess "
-                         f"VIDEO --out {subject.root}` first")
-    clip = subject.load_clip()
-    track = subject.load_face_track()
-    pose = subject.load_head_pose()
-    audio = subject.load_audio_features()
-    out = Path(args.out)
-    work_dir = args.work_dir or out.with_name(out.name + ".training")
+    folder = SubjectDir(args.subject)
+    if not folder.root.is_dir():
+        raise InputError(f"subject folder {folder.root} does not exist; run `python -m synctalk_lib preprocess "
+                         f"VIDEO --out {folder.root}` first")
     overrides = parse_overrides(args.set)
     if args.photometric:
         overrides["photometric"] = args.photometric
     if args.val_frames is not None:
         overrides["val_frames"] = args.val_frames
-    device = resolve_device(args.device)
 
     def on_status(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
     with cli_progress(f"Training ({args.preset})") as on_step:
-        model, summary = train_subject(
-            clip, track, pose, audio, preset=args.preset, name=args.name or out.name, work_dir=work_dir,
-            device=device, resume=bool(args.resume), iterations=args.iterations, resolution=args.resolution,
-            perceptual_loss=args.perceptual_loss, on_step=on_step, on_status=on_status,
-            models_dirs=args.models_dir, **overrides)
-    model.save_pretrained(out)
-    report = {"subject": str(subject.root.resolve()), "model": str(out.resolve()), "preset": args.preset,
-              "steps": summary["steps"], "seconds": summary["seconds"], "final_losses": summary["final_losses"],
-              "heldout_psnr": summary.get("heldout_psnr"), "summary": summary}
-    write_json(out / "train_report.json", report)
+        model = pipeline.train(folder.load_subject(), args.out, preset=args.preset, iterations=args.iterations,
+                               resolution=args.resolution, perceptual_loss=args.perceptual_loss,
+                               device=args.device, name=args.name, work_dir=args.work_dir, resume=bool(args.resume),
+                               reuse=False, models_dirs=args.models_dir, overrides=overrides, on_step=on_step,
+                               on_status=on_status)
+    summary = model.summary
     psnr = summary.get("heldout_psnr")
     print(f"trained {summary['steps']} steps in {summary['seconds']:.0f} s; held-out PSNR "
-          f"{'n/a' if psnr is None else f'{psnr:.2f} dB'}; model folder {out}")
+          f"{'n/a' if psnr is None else f'{psnr:.2f} dB'}; model folder {args.out}")
     return 0

@@ -1,0 +1,71 @@
+"""The typed pipeline API: the whole job in a few lines of Python on 2 s of the reference clip, stage reuse, and the
+one reuse rule (StageLog) on its own."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from synctalk_lib import pipeline
+from synctalk_lib.errors import InputError
+from synctalk_lib.media.video_writer import video_duration
+from synctalk_lib.pipeline.stages import StageLog, fingerprint
+
+TINY = {"resolution": 48, "iterations": 6, "perceptual_loss": "none",
+        "overrides": {"nerf": {"grid_resolution": 16, "max_steps": 4}, "rays_per_step": 256, "val_frames": "45:50"}}
+
+
+@pytest.fixture(scope="module")
+def subject(may_video: Path, shared_models: Path, tmp_path_factory):
+    work = tmp_path_factory.mktemp("pipeline")
+    return pipeline.preprocess(may_video, work / "subject",
+                               pipeline.PreprocessSettings(max_duration=2, audio_encoder="mel"),
+                               models_dirs=[shared_models], cache_dir=work / "cache")
+
+
+def test_whole_job_in_a_few_lines(subject, tmp_path: Path, shared_models: Path):
+    model = pipeline.train(subject, tmp_path / "model", preset="quick", **TINY)
+    result = pipeline.drive(model, subject.folder.path("audio.wav"), tmp_path / "talk.mp4",
+                            reference=subject.clip, max_frames=12, models_dirs=[shared_models])
+    assert (result.frames, result.width, result.height) == (12, 512, 512)
+    video_s, audio_s = video_duration(tmp_path / "talk.mp4")
+    assert video_s == pytest.approx(12 / 25, abs=0.01) and audio_s == pytest.approx(12 / 25, abs=0.03)
+    assert pipeline.load_subject(subject.folder.root).num_frames == subject.num_frames == 50
+
+
+def test_train_reuses_a_finished_model_and_retrains_on_a_change(subject, tmp_path: Path):
+    lines: list[str] = []
+    pipeline.train(subject, tmp_path / "model", preset="quick", on_status=lines.append, **TINY)
+    assert not any(line.startswith("reusing") for line in lines)
+    lines.clear()
+    again = pipeline.train(subject, tmp_path / "model", preset="quick", on_status=lines.append, **TINY)
+    assert any(line.startswith("reusing the trained model") for line in lines)
+    assert again.summary["steps"] == 6
+    lines.clear()
+    pipeline.train(subject, tmp_path / "model", preset="quick", on_status=lines.append,
+                   **{**TINY, "iterations": 8})
+    assert not any(line.startswith("reusing") for line in lines)
+
+
+def test_preprocess_reuses_every_stage(subject, may_video: Path, shared_models: Path):
+    again = pipeline.preprocess(may_video, subject.folder.root,
+                                pipeline.PreprocessSettings(max_duration=2, audio_encoder="mel"),
+                                models_dirs=[shared_models], cache_dir=subject.clip.root.parent)
+    assert again.folder.read_report()["reused"] == ["load_video", "audio_features", "face_track", "pose"]
+    with pytest.raises(InputError, match="unknown preprocess stage"):
+        pipeline.preprocess(may_video, subject.folder.root, redo=["posee"])
+
+
+def test_stage_log_reuses_only_identical_settings_with_outputs(tmp_path: Path):
+    out = tmp_path / "a.txt"
+    log = StageLog(tmp_path / "log.json")
+    assert not log.is_done("a", {"x": 1}, [out])
+    out.write_text("done")
+    log.mark_done("a", {"x": (1, 2)}, [out], {"numbers": {"n": 3}}, 1.23456)
+    reread = StageLog(tmp_path / "log.json")
+    assert reread.is_done("a", {"x": [1, 2]}, [out])  # tuples and lists are the same JSON
+    assert not reread.is_done("a", {"x": [1, 3]}, [out])
+    assert reread.data["numbers"] == {"n": 3} and reread.data["seconds"]["a"] == 1.235
+    out.unlink()
+    assert not reread.is_done("a", {"x": [1, 2]}, [out])
+    assert fingerprint({"b": 1, "a": (2,)}) == fingerprint({"a": [2], "b": 1})
