@@ -6,7 +6,7 @@ evaluation. One class knows the file names, so no stage spells them itself::
     SUBJECT_DIR/
       clip.json            where the prepared clip (uint8 frames + audio) lives in the clip cache, and its settings
       audio.wav            the clip's audio track (16-bit PCM, the clip's rate and channels), for listening/muxing
-      audio_features.npy   [N, D] float32, one row per video frame (encoder and fps in report.json)
+      audio_features.npz   AudioFeatures: [N, D] float32, one row per video frame, with its encoder id and fps
       face_track.npz       FaceTrack: landmarks, 52 blendshapes, head matrices, 7 expression coefficients
       head_pose.npz        HeadPose (written by the pose step)
       report.json          what each step did: settings, timings, the numbers users ask about
@@ -65,7 +65,9 @@ class SubjectDir:
 
     CLIP_REF = "clip.json"
     AUDIO_WAV = "audio.wav"
-    AUDIO_FEATURES = "audio_features.npy"
+    AUDIO_FEATURES = "audio_features.npz"
+    LEGACY_AUDIO_FEATURES = "audio_features.npy"
+    """Written by versions before 0.2 (the array alone; encoder id and fps in report.json); still read."""
     FACE_TRACK = "face_track.npz"
     HEAD_POSE = "head_pose.npz"
     REPORT = "report.json"
@@ -121,19 +123,20 @@ class SubjectDir:
         return write_wav(self.path(self.AUDIO_WAV), wave_data, sample_rate)
 
     def save_audio_features(self, features: AudioFeatures) -> Path:
-        path = self.path(self.AUDIO_FEATURES)
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.save(fh, np.ascontiguousarray(features.features, dtype=np.float32))
-        return path
+        return features.save(self.path(self.AUDIO_FEATURES))
 
     def load_audio_features(self) -> AudioFeatures:
-        """``audio_features.npy`` with its encoder id and fps from report.json."""
-        array = np.load(self._require(self.AUDIO_FEATURES, "audio_features"))
+        """The clip's audio features (``audio_features.npz``; a legacy ``.npy`` with report.json is read too)."""
+        if not self.path(self.AUDIO_FEATURES).is_file() and self.path(self.LEGACY_AUDIO_FEATURES).is_file():
+            return self._load_legacy_features()
+        return AudioFeatures.load(self._require(self.AUDIO_FEATURES, "audio_features"))
+
+    def _load_legacy_features(self) -> AudioFeatures:
+        array = np.load(self.path(self.LEGACY_AUDIO_FEATURES))
         meta = self.read_report().get("audio_features", {})
         if "encoder_id" not in meta or "fps" not in meta:
-            raise InputError(f"{self.path(self.REPORT)} does not say which encoder made {self.AUDIO_FEATURES}; "
-                             "run preprocess again with --redo audio_features")
+            raise InputError(f"{self.path(self.REPORT)} does not say which encoder made "
+                             f"{self.LEGACY_AUDIO_FEATURES}; run preprocess again with --redo audio_features")
         return AudioFeatures(features=array.astype(np.float32, copy=False), fps=float(meta["fps"]),
                              encoder_id=str(meta["encoder_id"]))
 

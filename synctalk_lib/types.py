@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import typing
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 
@@ -26,10 +28,66 @@ from synctalk_lib.paths import atomic_path, read_json, write_json
 SCHEMA_VERSION = 1
 
 
+@dataclass(frozen=True)
+class Shape:
+    """Annotation of an array field: its dimensions (``"N 478 3"``: a name is a size shared by every field of the
+    record that uses it, a number a fixed size), and whether every value must be finite.
+
+        landmarks: Annotated[np.ndarray, Shape("N 478 3")]
+    """
+
+    dims: str
+    finite: bool = True
+
+    def check(self, owner: str, name: str, value: Any, sizes: dict[str, int]) -> None:
+        """Raise InputError unless ``value`` fits; binds named sizes into ``sizes``."""
+        if not isinstance(value, np.ndarray):
+            raise InputError(f"{owner}.{name} must be a numpy array, got {type(value).__name__}")
+        dims = self.dims.split()
+        if value.ndim != len(dims):
+            raise InputError(f"{owner}.{name} must be [{', '.join(dims)}], got shape {list(value.shape)}")
+        for dim, size in zip(dims, value.shape):
+            expected = int(dim) if dim.isdigit() else sizes.setdefault(dim, int(size))
+            if size != expected:
+                where = "" if dim.isdigit() else f" ({dim} = {expected} elsewhere in the {owner})"
+                raise InputError(f"{owner}.{name} must be [{', '.join(dims)}], got shape {list(value.shape)}{where}")
+        if self.finite and value.dtype.kind in "fc" and value.size and not np.isfinite(value).all():
+            bad = np.argwhere(~np.isfinite(value))[0].tolist()
+            raise InputError(f"{owner}.{name} holds NaN or infinite values (first at index {bad}); the data is "
+                             "damaged: make it again from the video")
+
+
+def check_fields(record: Any) -> dict[str, int]:
+    """Check every ``Shape``-annotated field of a dataclass instance; returns the named sizes (e.g. ``{"N": 331}``)."""
+    sizes: dict[str, int] = {}
+    hints = typing.get_type_hints(type(record), include_extras=True)
+    for f in dataclasses.fields(record):
+        for meta in getattr(hints.get(f.name), "__metadata__", ()):
+            if isinstance(meta, Shape):
+                meta.check(type(record).__name__, f.name, getattr(record, f.name), sizes)
+    return sizes
+
+
+def _positive(owner: str, **values: float) -> None:
+    for name, value in values.items():
+        if not (np.isfinite(value) and value > 0):
+            raise InputError(f"{owner}.{name} must be a positive number, got {value!r}")
+
+
 class _NpzRecord:
-    """Save/load for frozen dataclasses holding numpy arrays and JSON-able scalars, as one ``.npz`` file."""
+    """Save/load for frozen dataclasses holding numpy arrays and JSON-able scalars, as one ``.npz`` file.
+
+    Records check their own shapes, shared sizes and finiteness when they are made (so loading a damaged file or
+    building one from bad arrays fails at once, naming the field) through ``__post_init__`` -> ``validate``.
+    """
 
     KIND: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        check_fields(self)
 
     def save(self, path: Path | str) -> Path:
         path = Path(path)
@@ -51,6 +109,16 @@ class _NpzRecord:
         path = Path(path)
         if not path.is_file():
             raise InputError(f"{cls.KIND} file not found: {path}")
+        try:
+            return cls._read(path)
+        except InputError as exc:
+            raise InputError(f"{path}: {exc}") from exc
+        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:  # truncated, not npz
+            raise InputError(f"{path} is not a readable {cls.KIND} file ({type(exc).__name__}: {exc}); it is "
+                             "damaged: make it again from the video") from exc
+
+    @classmethod
+    def _read(cls, path: Path):
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["__meta__"]))
             if meta.get("kind") != cls.KIND:
@@ -174,16 +242,16 @@ class FaceTrack(_NpzRecord):
 
     KIND: ClassVar[str] = "face_track"
 
-    landmarks: np.ndarray
+    landmarks: Annotated[np.ndarray, Shape("N 478 3")]
     """[N, 478, 3] float32: x, y in clip pixels; z MediaPipe's relative depth scaled like x (pixels)."""
-    blendshapes: np.ndarray
+    blendshapes: Annotated[np.ndarray, Shape("N B")]
     """[N, 52] float32 scores in MediaPipe's category order (``blendshape_names``)."""
     blendshape_names: tuple[str, ...]
-    face_found: np.ndarray
+    face_found: Annotated[np.ndarray, Shape("N")]
     """[N] bool: False where no face was detected and the values were interpolated."""
-    transforms: np.ndarray
+    transforms: Annotated[np.ndarray, Shape("N 4 4")]
     """[N, 4, 4] float32 MediaPipe facial transformation matrices (canonical face -> camera, cm)."""
-    expression: np.ndarray
+    expression: Annotated[np.ndarray, Shape("N E")]
     """[N, E] float32 upper-face expression coefficients that drive the renderer (E = 7)."""
     expression_names: tuple[str, ...]
     width: int
@@ -191,6 +259,13 @@ class FaceTrack(_NpzRecord):
     fps: float
     report_json: str = "{}"
     """How the track was made, as JSON (frames with a face, interpolated frames, smoothing, capture speed)."""
+
+    def validate(self) -> None:
+        sizes = check_fields(self)
+        if len(self.blendshape_names) != sizes["B"] or len(self.expression_names) != sizes["E"]:
+            raise InputError(f"FaceTrack: {len(self.blendshape_names)} blendshape names for {sizes['B']} columns, "
+                             f"{len(self.expression_names)} expression names for {sizes['E']} columns")
+        _positive("FaceTrack", width=self.width, height=self.height, fps=self.fps)
 
     @property
     def num_frames(self) -> int:
@@ -216,17 +291,23 @@ class HeadPose(_NpzRecord):
     cy: float
     width: int
     height: int
-    c2w: np.ndarray
+    c2w: Annotated[np.ndarray, Shape("N 4 4")]
     """[N, 4, 4] float32 camera-to-world."""
-    keypoints: np.ndarray
+    keypoints: Annotated[np.ndarray, Shape("P 3")]
     """[P, 3] float32 head-space 3D keypoints found by bundle adjustment (metres)."""
-    reproj_error: np.ndarray
+    reproj_error: Annotated[np.ndarray, Shape("N", finite=False)]
     """[N] float32 mean reprojection error per frame (pixels)."""
     report_json: str = "{}"
     """Metrics of the fit as JSON (see ``synctalk_lib.pose.metrics``)."""
-    landmarks3d: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.float32))
+    landmarks3d: Annotated[np.ndarray, Shape("L 3")] = field(default_factory=lambda: np.zeros((0, 3), np.float32))
     """[L, 3] float32 head-space positions of the rigid face landmarks after bundle adjustment (metres), in the
     order of ``synctalk_lib.pose.face_model.RIGID_LANDMARKS``; empty when unknown (e.g. imported poses)."""
+
+    def validate(self) -> None:
+        check_fields(self)
+        _positive("HeadPose", focal=self.focal, width=self.width, height=self.height)
+        if not (np.isfinite(self.cx) and np.isfinite(self.cy)):
+            raise InputError(f"HeadPose principal point must be finite, got ({self.cx}, {self.cy})")
 
     @property
     def num_frames(self) -> int:
@@ -243,13 +324,17 @@ class AudioFeatures(_NpzRecord):
 
     KIND: ClassVar[str] = "audio_features"
 
-    features: np.ndarray
+    features: Annotated[np.ndarray, Shape("N D")]
     """[N, D] float32."""
     fps: float
     encoder_id: str
     """Which encoder made them (``ave:<sha256 prefix>``, ``mel``, ...); the renderer checks it matches training."""
     notes: tuple[str, ...] = field(default=())
     """Warnings raised while encoding (fallback from AVE to mel, silent audio, ...)."""
+
+    def validate(self) -> None:
+        check_fields(self)
+        _positive("AudioFeatures", fps=self.fps)
 
     @property
     def num_frames(self) -> int:

@@ -46,7 +46,7 @@ def test_frame_counts_must_agree(subject):
     short = AudioFeatures(features=subject.audio.features[:20], fps=25.0, encoder_id="x")
     with pytest.raises(InputError, match=r"audio features have 20 rows but the clip has 24 frames"):
         check_inputs(subject.clip, subject.track, subject.pose, short)
-    pose = dataclasses.replace(subject.pose, c2w=subject.pose.c2w[:23])
+    pose = dataclasses.replace(subject.pose, c2w=subject.pose.c2w[:23], reproj_error=subject.pose.reproj_error[:23])
     with pytest.raises(InputError, match=r"clip 24, face track 24, head pose 23"):
         check_inputs(subject.clip, subject.track, pose, subject.audio)
     slow = AudioFeatures(features=subject.audio.features, fps=30.0, encoder_id="x")
