@@ -1,0 +1,58 @@
+"""Other voices from the subject's own speech, so the lips learn to follow speech, not one voice.
+
+A subject is trained on minutes of one person's voice; it is then driven by other voices, pitches, speaking rates
+and languages. Played ``r`` times faster, the same recording has its pitch and formants (vocal-tract length) scaled
+by ``r`` and its syllables ``r`` times shorter: a different-sounding speaker saying the same thing, the classic
+vocal-tract-length perturbation. The features are computed at ``r`` times the frame rate, so row ``i`` still
+belongs to video frame ``i`` (the mouth in that frame is what the shifted voice is saying there).
+
+    variants = speaker_variants(wave, 16000, fps=25.0, encoder="mel", rates=(0.88, 1.12))
+    # [AudioFeatures with the same rows as the original, one per rate]
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from synctalk_lib.errors import InputError
+from synctalk_lib.types import AudioFeatures
+
+DEFAULT_RATES: tuple[float, ...] = (0.84, 0.92, 1.09, 1.19)
+"""Speed factors of the variants: about -3 to +3 semitones, formants -16 % to +19 %, rate -16 % to +19 %."""
+
+
+def speaker_variants(wave: np.ndarray, sample_rate: int, *, fps: float, encoder: str, num_frames: int,
+                     rates: Sequence[float] = DEFAULT_RATES, models_dirs: Iterable[Path | str] | None = None,
+                     device="cpu") -> list[AudioFeatures]:
+    """Features of ``wave`` played at each speed in ``rates``, aligned to the same ``num_frames`` video frames.
+
+    Args:
+        wave: [C, T] float audio of the subject's clip (frame 0 at sample 0).
+        sample_rate: its rate in Hz.
+        fps: the clip's frame rate.
+        encoder: the ``encode_audio`` encoder the subject's features came from (the variants must match it).
+        num_frames: rows to return (the clip's frames; a faster variant covers them exactly too).
+    """
+    from synctalk_lib.audio.features import encode_audio
+
+    out: list[AudioFeatures] = []
+    for rate in rates:
+        if not 0.5 <= float(rate) <= 2.0:
+            raise InputError(f"speaker variant speed {rate} is outside 0.5..2.0")
+        # The same samples declared at r * sample_rate play r times faster; rows at r * fps stay on the frames.
+        features = encode_audio(wave, int(round(sample_rate * rate)), fps=fps * rate, encoder=encoder,
+                                models_dirs=models_dirs, device=device)
+        out.append(_fit_rows(features, num_frames, fps))
+    return out
+
+
+def _fit_rows(features: AudioFeatures, num_frames: int, fps: float) -> AudioFeatures:
+    """Exactly ``num_frames`` rows (rounding can add or drop the last one; the last row is repeated if short)."""
+    rows = features.features[:num_frames]
+    if len(rows) < num_frames:
+        pad = np.repeat(rows[-1:], num_frames - len(rows), axis=0)
+        rows = np.concatenate([rows, pad])
+    return AudioFeatures(features=np.ascontiguousarray(rows, np.float32), fps=float(fps),
+                         encoder_id=features.encoder_id, notes=features.notes)
