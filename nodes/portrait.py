@@ -90,17 +90,10 @@ class SyncTalkPortraitSyncBlend:
 
 def _full_resolution_clip(clip):
     """The reference frames at the source video's resolution (prepared once, cached)."""
-    from pathlib import Path
+    from synctalk_lib.pipeline.driving import full_resolution_clip
 
-    from synctalk_lib.errors import InputError
-    from synctalk_lib.media.prepare import prepare_clip
-
-    if not clip.source_path or not Path(clip.source_path).is_file():
-        raise InputError(f"full_resolution needs the source video of the clip ({clip.source_path}), which is not "
-                         "on this machine; turn full_resolution off")
     with bridge.progress("Preparing full-resolution frames") as on_step:
-        return prepare_clip(clip.source_path, bridge.cache_dir(), fps=clip.fps, start_time=clip.start_time,
-                            max_duration=clip.duration, crop="none", models_dirs=bridge.models_dirs(), on_step=on_step)
+        return full_resolution_clip(clip, bridge.cache_dir(), bridge.models_dirs(), on_step=on_step)
 
 
 NODE_CLASS_MAPPINGS = {"SyncTalkPortraitSyncBlend": SyncTalkPortraitSyncBlend}

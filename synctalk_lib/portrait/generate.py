@@ -14,6 +14,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from synctalk_lib.errors import InputError
+from synctalk_lib.media.preview import preview_indices
 from synctalk_lib.portrait.blend import BlendSettings, paste_full_resolution, prepare_render
 from synctalk_lib.timeline import reference_indices
 from synctalk_lib.types import Clip, FaceTrack, HeadPose
@@ -71,13 +72,6 @@ def blend_stream(chunks: Iterable[RenderChunk], reference: Clip, *, track: FaceT
             yield (np.clip(out, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def _preview_slots(total: int, frame_bytes: int, budget_bytes: int) -> set[int]:
-    fit = max(1, budget_bytes // max(frame_bytes, 1))
-    if fit >= total:
-        return set(range(total))
-    return set(np.linspace(0, total - 1, fit).round().astype(int).tolist())
-
-
 def generate_portrait_video(chunks: Iterable[RenderChunk], total: int, reference: Clip, pose: HeadPose,
                             out_path: Path | str, *, track: FaceTrack | None = None,
                             settings: BlendSettings = BlendSettings(), full_resolution: Clip | None = None,
@@ -93,7 +87,7 @@ def generate_portrait_video(chunks: Iterable[RenderChunk], total: int, reference
     check_inputs(reference, pose, track)
     src = full_resolution if full_resolution is not None else reference
     height, width = src.height, src.width
-    slots = _preview_slots(total, height * width * 3 * 4, preview_budget_bytes)
+    slots = set(preview_indices(total, height * width * 3 * 4, preview_budget_bytes).tolist())
     preview: list[np.ndarray] = []
     count = 0
     with VideoWriter(out_path, reference.fps, audio=audio, sample_rate=sample_rate) as writer:
