@@ -41,14 +41,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
 
 
-def _preset(choice: str) -> str:
-    if choice != "auto":
-        return choice
-    import torch
-
-    return "standard" if torch.cuda.is_available() else "quick"
-
-
 def _perceptual_loss(choice: str, models_dirs) -> str:
     """``auto``: LPIPS when its weights load here, else train without it (and say so)."""
     if choice != "auto":
@@ -178,8 +170,10 @@ def render_and_blend(args: argparse.Namespace, subject_dir: Path, model_dir: Pat
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from synctalk_lib.commands.train import resolve_device
     from synctalk_lib.errors import InputError
     from synctalk_lib.media.video_writer import video_duration
+    from synctalk_lib.nerf.presets import resolve_preset
     from synctalk_lib.paths import write_json
 
     if not args.video.is_file():
@@ -190,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(int(args.threads))
     work = args.work or Path("synctalk_work") / args.video.stem
     subject, model_dir = work / "subject", work / "model"
-    preset = _preset(args.preset)
+    preset = resolve_preset(args.preset, resolve_device(args.device))
     timings: dict[str, float] = {}
     started = time.perf_counter()
 

@@ -25,8 +25,9 @@ log = logging.getLogger("synctalk")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("subject", type=Path, help="subject folder written by `preprocess`")
     parser.add_argument("--out", type=Path, required=True, help="model folder to write (replaced if it exists)")
-    parser.add_argument("--preset", choices=["quick", "standard", "paper"], default="quick",
-                        help="quick: CPU, 128 px, minutes; standard: GPU, 512 px; paper: 100k + 25k steps")
+    parser.add_argument("--preset", choices=["auto", "quick", "standard", "paper"], default="auto",
+                        help="auto (default): standard on a CUDA device, quick elsewhere; quick: CPU, 128 px, "
+                             "minutes; standard: GPU, 512 px; paper: 100k + 25k steps")
     parser.add_argument("--iterations", type=int, default=0, help="total steps (0 = the preset's)")
     parser.add_argument("--resolution", type=int, default=0, help="longer training side in pixels (0 = preset)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or a torch device")
@@ -76,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from synctalk_lib.errors import InputError
+    from synctalk_lib.nerf.presets import resolve_preset
     from synctalk_lib.nerf.trainer import train_subject
     from synctalk_lib.paths import write_json
     from synctalk_lib.subject import SubjectDir
@@ -98,18 +100,19 @@ def run(args: argparse.Namespace) -> int:
     if args.val_frames is not None:
         overrides["val_frames"] = args.val_frames
     device = resolve_device(args.device)
+    preset = resolve_preset(args.preset, device)
 
     def on_status(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    with cli_progress(f"Training ({args.preset})") as on_step:
+    with cli_progress(f"Training ({preset})") as on_step:
         model, summary = train_subject(
-            clip, track, pose, audio, preset=args.preset, name=args.name or out.name, work_dir=work_dir,
+            clip, track, pose, audio, preset=preset, name=args.name or out.name, work_dir=work_dir,
             device=device, resume=bool(args.resume), iterations=args.iterations, resolution=args.resolution,
             perceptual_loss=args.perceptual_loss, on_step=on_step, on_status=on_status,
             models_dirs=args.models_dir, **overrides)
     model.save_pretrained(out)
-    report = {"subject": str(subject.root.resolve()), "model": str(out.resolve()), "preset": args.preset,
+    report = {"subject": str(subject.root.resolve()), "model": str(out.resolve()), "preset": preset,
               "steps": summary["steps"], "seconds": summary["seconds"], "final_losses": summary["final_losses"],
               "heldout_psnr": summary.get("heldout_psnr"), "summary": summary}
     write_json(out / "train_report.json", report)
