@@ -40,7 +40,8 @@ class TrainSyncTalk:
     DESCRIPTION = ("Trains the subject's SyncTalk head NeRF (tri-plane hash grids, lip and expression attention) "
                    "from its clip, face track, head pose and audio features, then saves it to models/synctalk/<name>. "
                    "auto: standard on a CUDA GPU, quick otherwise; quick: CPU-friendly, reduced resolution, "
-                   "minutes; standard: GPU, 512 px; paper: the paper's 125k steps. Checkpoints are kept, so Cancel and resume lose little.")
+                   "minutes; standard: GPU, 512 px; paper: the paper's 125k steps. Checkpoints are kept, so Cancel "
+                   "and resume lose little.")
 
     @classmethod
     def INPUT_TYPES(cls):
