@@ -142,7 +142,11 @@ def _training_rows(r: dict) -> list[str]:
         f"| clip decoded there vs bundle | {clip.get('frames_differing')} of {clip.get('frames')} frames differ; "
         f"audio identical: {clip.get('audio_identical')} |",
         f"| held-out render speed (evaluate, incl. compositing at the clip size) | "
-        f"{_num(_get(r, 'evaluation', 'render_fps'))} fps |"]
+        f"{_num(_get(r, 'evaluation', 'render_fps'))} fps |",
+        f"| render path of the trained model (backend setting, hash grids, fast path available) | "
+        f"{_get(r, 'evaluation', 'render_path', 'config_backend')}, "
+        f"{_get(r, 'evaluation', 'render_path', 'hash_grids')}, "
+        f"{_get(r, 'evaluation', 'render_path', 'fast_render_path_available')} |"]
 
 
 def _score_rows(e: dict) -> list[str]:
@@ -189,6 +193,11 @@ def targets(report: dict) -> list[tuple[str, str, str, bool | None]]:
     projected = _get(_result(report, "train_eval"), "training", "projected_full_standard_seconds")
     add("standard preset, projected minutes", projected / 60 if projected else None, TARGETS["standard_minutes"],
         higher=False)
+    path = _get(_result(report, "train_eval"), "evaluation", "render_path", default={})
+    if not report.get("dry_run"):
+        fast = None if not path else (path.get("hash_grids") == ["cuda_ext"] and path.get("fast_render_path_available"))
+        rows.append(("a trained model (backend auto) renders with cuda_ext on CUDA", str(path.get("hash_grids")),
+                     "cuda_ext", fast))
     counts = _get(_result(report, "tests"), "counts", default={})
     ok = None if not counts else counts.get("failed", 0) + counts.get("error", 0) == 0
     rows.append(("kernel and GPU parity tests pass", _summary_tests(_result(report, "tests")), "all", ok))

@@ -249,6 +249,16 @@ def _train(args: argparse.Namespace, sizes, data, base, device) -> tuple[Any, di
     return trainer, info
 
 
+def render_path(nerf) -> dict[str, Any]:
+    """What renders this model here: its backend setting, its hash grids' implementation, and whether the cuda_ext
+    fast render path is available for CUDA rays (what ``auto`` picks on a GPU)."""
+    from synctalk_lib.nerf import backends
+
+    grids = {getattr(m, "backend", None) for m in nerf.modules() if type(m).__name__ == "HashGrid2D"}
+    return {"config_backend": nerf.config.backend, "hash_grids": sorted(g for g in grids if g),
+            "fast_render_path_available": backends.cuda_ext_renderer() is not None}
+
+
 def _evaluate(args, data, trainer, config, clip, audio, track, device, lpips_ok: bool) -> dict[str, Any]:
     """Held-out scores, sharpness and the files that go back."""
     from synctalk_lib.commands.evaluate import evaluate_model
@@ -260,6 +270,7 @@ def _evaluate(args, data, trainer, config, clip, audio, track, device, lpips_ok:
     result = evaluate_model(model, clip, audio, frames, device=device, models_dirs=args.models_dirs,
                             with_lpips=lpips_ok, with_lmd=False, track=track, portrait=True, return_frames=True)
     images = result.pop("images")
+    result["render_path"] = render_path(model.nerf)
     real = np.stack([clip.frame(i) for i in frames])
     boxes = face_boxes(track.landmarks[frames], clip.height, clip.width)
     result["sharpness"] = {"head": sharpness(images["head"], real, boxes),

@@ -147,3 +147,25 @@ def _rebuilt_subject(bundle: Path, work: Path) -> Path:
     subject_dir, check = _bench("gpu_check_train").rebuild_subject(bundle, work / "rebuilt")
     assert check["frames_differing"] == 0
     return subject_dir
+
+
+def test_report_judges_the_targets_and_survives_missing_steps():
+    report_module = _bench("gpu_check_report")
+    render = {"results": [{"backend": "cuda_ext", "head_fps": 160.0, "portrait_fps": 100.0, "size": "512x512"},
+                          {"backend": "torch", "head_fps": 20.0, "portrait_fps": 15.0, "size": "512x512"}]}
+    train = {"training": {"projected_full_standard_seconds": 1500.0, "steps_reached": 900, "planned_steps": 900},
+             "evaluation": {"head": {"psnr": 30.0}, "render_path": {"hash_grids": ["cuda_ext"],
+                                                                    "fast_render_path_available": True}}}
+    report = {"dry_run": False, "steps": {
+        "tests": {"status": "failed", "result": {"counts": {"passed": 30, "failed": 1}}, "error": "boom"},
+        "render": {"status": "ok", "result": render},
+        "train_speed": {"status": "timeout", "error": "killed"},
+        "train_eval": {"status": "ok", "result": train}}}
+    met = {name: ok for name, _, _, ok in report_module.targets(report)}
+    assert met["head-only FPS at 512x512 (cuda_ext)"] is True and met["portrait FPS at 512x512 (cuda_ext)"] is False
+    assert met["render speed-up cuda_ext / torch"] is True, "160 / 20 = 8x"
+    assert met["training speed-up cuda_ext / torch"] is None, "the step timed out: no number, no verdict"
+    assert met["standard preset, projected minutes"] is True and met["kernel and GPU parity tests pass"] is False
+    assert met["a trained model (backend auto) renders with cuda_ext on CUDA"] is True
+    text = report_module.markdown_report(report)
+    assert "| train_speed | **timeout** |" in text and "boom" in text and "| head | 30.00 |" in text
