@@ -89,6 +89,21 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def reset_peak_memory(device: torch.device) -> None:
+    """Start a new peak-memory window on a CUDA device (no-op elsewhere)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory_mib(device: torch.device) -> float | None:
+    """Peak memory PyTorch allocated on a CUDA device since :func:`reset_peak_memory`, MiB (None elsewhere)."""
+    if device.type != "cuda":
+        return None
+    return torch.cuda.max_memory_allocated(device) / 2**20
+
+
 def timed(fn: Callable[[], object], device: torch.device, warmup: int, repeats: int) -> list[float]:
     """Seconds of ``repeats`` runs of ``fn`` after ``warmup`` untimed runs (device synchronised)."""
     for _ in range(warmup):
@@ -147,6 +162,11 @@ def synthetic_model(backend: str, device: torch.device, *, fit_steps: int, fit_p
     with torch.no_grad():
         model.update_occupancy(code, expr, decay=0.0, generator=gen)
     return model.eval()
+
+
+def grid_override(resolution: int | None) -> dict | None:
+    """NerfConfig overrides for a coarser occupancy grid (CPU smoke runs), or None for the model's own."""
+    return {"grid_resolution": int(resolution)} if resolution else None
 
 
 def synthetic_frames(model: SyncTalkNeRF, count: int, size: int, device: torch.device, seed: int) -> Frames:
@@ -247,12 +267,14 @@ def portrait_batch(model: SyncTalkNeRF, frames: Frames, *, amp: bool, chunk: int
 
 
 def measure(backend: str, args: argparse.Namespace, device: torch.device) -> dict:
+    reset_peak_memory(device)
     started = time.perf_counter()
     if args.model:
         model, frames = model_folder_frames(args.model, backend, args.frames, device)
         scene = f"model {Path(args.model).name}"
     else:
-        model = synthetic_model(backend, device, fit_steps=args.fit_steps, fit_points=args.fit_points, seed=0)
+        model = synthetic_model(backend, device, fit_steps=args.fit_steps, fit_points=args.fit_points, seed=0,
+                                config_overrides=grid_override(args.grid_resolution))
         frames = synthetic_frames(model, args.frames, args.size, device, seed=1)
         scene = f"synthetic head (fit {args.fit_steps} steps)"
     setup = time.perf_counter() - started
@@ -269,18 +291,21 @@ def measure(backend: str, args: argparse.Namespace, device: torch.device) -> dic
                                args.repeats)
         result["portrait_s"] = portrait_times
         result["portrait_fps"] = count / statistics.median(portrait_times)
+    result["peak_gpu_mib"] = peak_memory_mib(device)  # model, resident frames and rendering, the fit included
     return result
 
 
 def markdown_rows(results: list[dict], device: torch.device) -> list[str]:
     today = datetime.date.today().isoformat()
     name = device_name(device)
-    rows = ["| date | device | backend | scene | size | frames | amp | head FPS | portrait FPS |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    rows = ["| date | device | backend | scene | size | frames | amp | chunk | head FPS | portrait FPS "
+            "| peak GPU MiB |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in results:
         portrait = f"{r['portrait_fps']:.1f}" if "portrait_fps" in r else "-"
+        peak = f"{r['peak_gpu_mib']:.0f}" if r.get("peak_gpu_mib") is not None else "-"
         rows.append(f"| {today} | {name} | {r['backend']} | {r['scene']} | {r['size']} | {r['frames']} | "
-                    f"{'fp16' if r['amp'] else 'fp32'} | {r['head_fps']:.1f} | {portrait} |")
+                    f"{'fp16' if r['amp'] else 'fp32'} | {r['chunk'] or 'default'} | {r['head_fps']:.1f} | "
+                    f"{portrait} | {peak} |")
     return rows
 
 
@@ -295,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=10, help="timed batches (the median is reported)")
     parser.add_argument("--fit-steps", type=int, default=300, help="density fitting steps of the synthetic head")
     parser.add_argument("--fit-points", type=int, default=65536, help="points per fitting step")
+    parser.add_argument("--grid-resolution", type=int, default=None,
+                        help="occupancy grid cells per axis of the synthetic head (default: the model's, 128)")
     parser.add_argument("--model", default=None, help="trained model folder instead of the synthetic head")
     parser.add_argument("--amp", action="store_true", help="render under float16 autocast")
     parser.add_argument("--chunk", type=int, default=None,
@@ -309,13 +336,14 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
     status = backend_status(device)
-    results = []
+    results, skipped = [], {}
     print(f"device: {device_name(device)}; torch {torch.__version__}")
     for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
         if backend not in status:
             raise SystemExit(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
         if status[backend] is not None:
             print(f"{backend:10s} skipped: {status[backend]}")
+            skipped[backend] = status[backend]
             continue
         result = measure(backend, args, device)
         results.append(result)
@@ -327,7 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(markdown_rows(results, device)))
     if args.json:
         args.json.write_text(json.dumps({"device": device_name(device), "date": datetime.date.today().isoformat(),
-                                         "torch": torch.__version__, "results": results}, indent=2))
+                                         "torch": torch.__version__, "results": results, "skipped": skipped},
+                                        indent=2))
     return 0
 
 

@@ -12,7 +12,8 @@ step over the model's parameter groups (the original's learning rates). The scen
 Timing starts after ``--warmup`` iterations and covers ``--steps`` iterations (device synchronised);
 it/s = steps / seconds, occupancy updates included.
 
-``--preset standard`` also measures at that preset's rays per step and projects the preset's wall time:
+``--preset standard`` also measures at that preset's rays per step (unless ``--rays`` is already that) and projects
+the preset's wall time:
 (coarse + fine steps) / it/s. This leaves out data loading, checkpoints, LPIPS in the fine stage and the held-out
 evaluation — a lower bound; the real number comes from ``python -m synctalk_lib train SUBJECT --preset standard``
 (its ``train_report.json`` has the seconds). The last lines are markdown table rows for BENCHMARKS.md.
@@ -31,14 +32,18 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from render_fps import BACKENDS, backend_status, device_name, sync, synthetic_frames, synthetic_model  # noqa: E402
+from render_fps import (BACKENDS, backend_status, device_name, grid_override, peak_memory_mib,  # noqa: E402
+                        reset_peak_memory, sync, synthetic_frames, synthetic_model)
 
 from synctalk_lib.nerf.presets import get_preset  # noqa: E402
 
 
 def iterations_per_second(backend: str, device: torch.device, *, rays: int, steps: int, warmup: int,
-                          fit_steps: int, fit_points: int, size: int, occupancy_interval: int = 16) -> dict:
-    model = synthetic_model(backend, device, fit_steps=fit_steps, fit_points=fit_points, seed=0)
+                          fit_steps: int, fit_points: int, size: int, occupancy_interval: int = 16,
+                          grid_resolution: int | None = None) -> dict:
+    reset_peak_memory(device)
+    model = synthetic_model(backend, device, fit_steps=fit_steps, fit_points=fit_points, seed=0,
+                            config_overrides=grid_override(grid_resolution))
     frames = synthetic_frames(model, 4, size, device, seed=1)
     model.train()
     optimizer = torch.optim.AdamW(model.param_groups(), betas=(0.9, 0.99), eps=1e-8)
@@ -68,7 +73,8 @@ def iterations_per_second(backend: str, device: torch.device, *, rays: int, step
         step(i)
     sync(device)
     seconds = time.perf_counter() - start
-    return {"backend": backend, "rays": rays, "steps": steps, "seconds": seconds, "it_per_s": steps / seconds}
+    return {"backend": backend, "rays": rays, "steps": steps, "seconds": seconds, "it_per_s": steps / seconds,
+            "peak_gpu_mib": peak_memory_mib(device)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=512, help="frame size the rays are drawn from")
     parser.add_argument("--fit-steps", type=int, default=300, help="density fitting steps of the synthetic head")
     parser.add_argument("--fit-points", type=int, default=65536, help="points per fitting step")
+    parser.add_argument("--grid-resolution", type=int, default=None,
+                        help="occupancy grid cells per axis (default: the model's, 128)")
     parser.add_argument("--preset", default="standard", help="preset whose wall time is projected ('' = none)")
     parser.add_argument("--preset-steps", type=int, default=50, help="timed iterations at the preset's ray count")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
@@ -93,20 +101,22 @@ def main(argv: list[str] | None = None) -> int:
                           ("cpu" if args.device == "auto" else args.device))
     status = backend_status(device)
     preset = get_preset(args.preset) if args.preset else None
-    common = dict(warmup=args.warmup, fit_steps=args.fit_steps, fit_points=args.fit_points, size=args.size)
-    results = []
+    common = dict(warmup=args.warmup, fit_steps=args.fit_steps, fit_points=args.fit_points, size=args.size,
+                  grid_resolution=args.grid_resolution)
+    results, skipped = [], {}
     print(f"device: {device_name(device)}; torch {torch.__version__}")
     for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
         if backend not in status:
             raise SystemExit(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
         if status[backend] is not None:
             print(f"{backend:10s} skipped: {status[backend]}")
+            skipped[backend] = status[backend]
             continue
         result = iterations_per_second(backend, device, rays=args.rays, steps=args.steps, **common)
         line = f"{backend:10s} {result['it_per_s']:.2f} it/s at {args.rays} rays/step"
         if preset is not None:
-            at_preset = iterations_per_second(backend, device, rays=preset.rays_per_step, steps=args.preset_steps,
-                                              **common)
+            at_preset = result if args.rays == preset.rays_per_step else iterations_per_second(
+                backend, device, rays=preset.rays_per_step, steps=args.preset_steps, **common)
             result["preset"] = preset.preset
             result["preset_rays"] = preset.rays_per_step
             result["preset_it_per_s"] = at_preset["it_per_s"]
@@ -126,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{projected} |")
     if args.json:
         args.json.write_text(json.dumps({"device": name, "date": today, "torch": torch.__version__,
-                                         "results": results}, indent=2))
+                                         "results": results, "skipped": skipped}, indent=2))
     return 0
 
 

@@ -5,7 +5,7 @@ import re
 
 from . import bridge
 
-PRESETS = ["quick", "standard", "paper"]
+PRESETS = ["auto", "quick", "standard", "paper"]  # auto first: standard on CUDA, quick elsewhere
 DEVICES = ["auto", "cpu", "cuda"]
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 NO_MODELS = "(no models in models/synctalk yet)"
@@ -39,8 +39,9 @@ def _list_models() -> list[str]:
 class TrainSyncTalk:
     DESCRIPTION = ("Trains the subject's SyncTalk head NeRF (tri-plane hash grids, lip and expression attention) "
                    "from its clip, face track, head pose and audio features, then saves it to models/synctalk/<name>. "
-                   "quick: CPU-friendly, reduced resolution, minutes; standard: GPU, 512 px; paper: the paper's "
-                   "125k steps. Checkpoints are kept, so Cancel and resume lose little.")
+                   "auto: standard on a CUDA GPU, quick otherwise; quick: CPU-friendly, reduced resolution, "
+                   "minutes; standard: GPU, 512 px; paper: the paper's 125k steps. Checkpoints are kept, so Cancel "
+                   "and resume lose little.")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -53,9 +54,10 @@ class TrainSyncTalk:
                 "audio_features": ("SYNCTALK_AUDIO_FEATURES", {"tooltip": "Features of the clip's own audio "
                                                                           "(EncodeAudioAV); rendering later needs "
                                                                           "the same encoder."}),
-                "preset": (PRESETS, {"default": "quick",
-                                     "tooltip": "quick: CPU, 128 px, 4k steps (~10-20 min on 2 cores); standard: GPU, "
-                                                "512 px, 40k steps; paper: 512 px, 100k + 25k steps of 65k rays."}),
+                "preset": (PRESETS, {"default": "auto",
+                                     "tooltip": "auto: standard when training on a CUDA GPU, quick otherwise; quick: "
+                                                "CPU, 128 px, 4k steps (~10-20 min on 2 cores); standard: GPU, 512 "
+                                                "px, 40k steps; paper: 512 px, 100k + 25k steps of 65k rays."}),
                 "iterations": ("INT", {"default": 0, "min": 0, "max": 1_000_000, "step": 100,
                                        "tooltip": "Total training steps (0 = the preset's), split between the "
                                                   "coarse and fine stages like the preset."}),
@@ -82,15 +84,18 @@ class TrainSyncTalk:
     FUNCTION = "train"
     CATEGORY = "SyncTalk/Train"
 
-    def train(self, clip, face_track, head_pose, audio_features, preset="quick", iterations=0, resolution=0,
+    def train(self, clip, face_track, head_pose, audio_features, preset="auto", iterations=0, resolution=0,
               device="auto", name="my_subject", resume=True, perceptual_loss="lpips"):
         import json
 
         import torch
 
+        from synctalk_lib.nerf.presets import resolve_preset
         from synctalk_lib.nerf.trainer import train_subject
 
         name = _check_name(name)
+        device = bridge.device(device)
+        preset = resolve_preset(preset, device)
         work_dir = bridge.cache_dir() / "training" / name
         lines: list[str] = []
 
@@ -101,7 +106,7 @@ class TrainSyncTalk:
             with bridge.progress(f"Training SyncTalk ({preset})") as on_step:
                 model, summary = train_subject(
                     clip, face_track, head_pose, audio_features, preset=preset, name=name, work_dir=work_dir,
-                    device=bridge.device(device), resume=bool(resume), iterations=int(iterations),
+                    device=device, resume=bool(resume), iterations=int(iterations),
                     resolution=int(resolution), perceptual_loss=perceptual_loss, on_step=on_step,
                     on_status=on_status, models_dirs=bridge.models_dirs())
         folder = model.save_pretrained(_model_folder(name))

@@ -159,13 +159,14 @@ def test_train_render_evaluate_commands(tmp_path):
     subject = make_subject(tmp_path / "fixture", num_frames=14, size=40, audio="mel")
     subject_dir = write_subject_dir(subject, tmp_path / "subject")
     out = tmp_path / "model"
-    code = main(["train", str(subject_dir), "--preset", "quick", "--out", str(out), "--iterations", "6",
+    code = main(["train", str(subject_dir), "--out", str(out), "--iterations", "6",  # preset auto: quick on a CPU
                  "--perceptual-loss", "none", "--val-frames", "11:14", "--threads", "1",
                  "--set", "rays_per_step=256", "--set", "patch_size=16", "--set", "patches_per_step=1",
                  "--set", "nerf.grid_resolution=32"])
     assert code == 0
     report = json.loads((out / "train_report.json").read_text())
     assert report["steps"] == 6 and report["heldout_psnr"] > 5 and "coarse" in report["final_losses"]
+    assert report["preset"] == "quick" and report["summary"]["preset"] == "quick"
     assert (tmp_path / "model.training" / "checkpoint.pt").is_file()
 
     wav = tmp_path / "speech.wav"

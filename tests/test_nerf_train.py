@@ -11,7 +11,7 @@ import torch
 from synctalk_lib.errors import SyncTalkError
 from synctalk_lib.nerf.dataset import DataSettings, SubjectData
 from synctalk_lib.nerf.losses import LossWeights, opacity_entropy, photometric_error
-from synctalk_lib.nerf.presets import TrainConfig, get_preset
+from synctalk_lib.nerf.presets import PRESETS, TrainConfig, get_preset, resolve_preset
 from synctalk_lib.nerf.trainer import Trainer, heldout_psnr, lr_factor, train_subject
 from tests.nerf_fixtures import make_subject
 
@@ -46,6 +46,17 @@ def test_presets_and_overrides():
     assert TrainConfig.from_dict(changed.to_dict()) == changed
     with pytest.raises(ValueError, match="unknown preset"):
         get_preset("fast")
+
+
+def test_auto_preset_is_standard_on_cuda_and_quick_elsewhere():
+    assert resolve_preset("auto", "cuda") == "standard"
+    assert resolve_preset("auto", torch.device("cuda", 1)) == "standard"
+    assert resolve_preset("auto", "cuda:0") == "standard"
+    assert resolve_preset("auto", torch.device("cpu")) == "quick"
+    assert resolve_preset("auto", "mps") == "quick"
+    assert all(resolve_preset(name, "cuda") == name and resolve_preset(name, "cpu") == name for name in PRESETS)
+    with pytest.raises(ValueError, match="resolve_preset"):
+        get_preset("auto")  # the device decides, so the caller must resolve it
 
 
 def test_lr_schedule_decays_per_stage():

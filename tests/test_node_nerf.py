@@ -21,12 +21,14 @@ def test_train_save_load_render(subject, models_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("SYNCTALK_CACHE_DIR", str(tmp_path / "cache"))
     with torch.inference_mode():  # how ComfyUI calls every node
         model, report = TrainSyncTalk().train(subject.clip, subject.track, subject.pose, subject.audio,
-                                              preset="quick", iterations=6, resolution=0, device="cpu",
+                                              preset="auto", iterations=6, resolution=0, device="cpu",
                                               name="fixture", resume=True, perceptual_loss="none")
     assert (models_dir / "fixture" / "model.safetensors").is_file(), "TrainSyncTalk saves the model folder"
     assert "held-out PSNR" in report or "heldout_psnr" in report
     assert (tmp_path / "cache" / "training" / "fixture" / "checkpoint.pt").is_file()
-    assert model.summary["steps"] == 6
+    assert model.summary["steps"] == 6 and model.summary["preset"] == "quick", "auto is quick on a CPU"
+    choices, options = TrainSyncTalk.INPUT_TYPES()["required"]["preset"]
+    assert options["default"] == "auto" and {"quick", "standard", "paper"} <= set(choices), "old values stay valid"
 
     # Load lists it and returns what PortraitSyncBlend needs
     assert "fixture" in LoadSyncTalkModel.INPUT_TYPES()["required"]["name"][0]

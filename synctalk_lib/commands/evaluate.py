@@ -120,7 +120,8 @@ def portrait_frames(pred: np.ndarray, alpha: np.ndarray, real: np.ndarray, landm
 
 def evaluate_model(model, clip, features, frames: Iterable[int], *, device="cpu",
                    models_dirs: Iterable[Path | str] | None = None, with_lpips: bool = True,
-                   with_lmd: bool = True, track=None, portrait: bool | None = None, on_step=None) -> dict[str, Any]:
+                   with_lmd: bool = True, track=None, portrait: bool | None = None, on_step=None,
+                   return_frames: bool = False) -> dict[str, Any]:
     """Render ``frames`` of the subject and score them against the real frames of ``clip``.
 
     The real clip's frames are used as the reference frames (backgrounds), so the only differences are the
@@ -131,7 +132,9 @@ def evaluate_model(model, clip, features, frames: Iterable[int], *, device="cpu"
     Returns:
         {"head": {"psnr", "ssim", "lpips", "lmd"}, "portrait": {same} (with ``portrait``), "frames", "num_frames",
         "resolution", "render_resolution", "render_seconds", "render_fps", "per_frame" (head),
-        "per_frame_portrait", "notes"}.
+        "per_frame_portrait", "notes"}; with ``return_frames`` also "images": {"head": [F, H, W, 3] float32 renders
+        over the backgrounds, "alpha": [F, H, W], "portrait": the blended frames (with ``portrait``)} (NumPy arrays,
+        not JSON: pop it before writing the result).
     """
     from synctalk_lib.errors import InputError
     from synctalk_lib.nerf.inference import render_frames
@@ -168,10 +171,14 @@ def evaluate_model(model, clip, features, frames: Iterable[int], *, device="cpu"
                                           with_lpips=with_lpips, with_lmd=with_lmd, notes=portrait_notes)
         result["per_frame_portrait"] = result["portrait"].pop("per_frame")
         notes.extend(f"portrait: {note}" for note in portrait_notes)
+        if return_frames:
+            result["images"] = {"portrait": blended}
     result.update({"frames": frames, "num_frames": len(frames), "resolution": [clip.height, clip.width],
                    "render_resolution": [model.render_height, model.render_width],
                    "render_seconds": round(seconds, 2), "render_fps": round(len(frames) / max(seconds, 1e-9), 3),
                    "per_frame": per_frame, "notes": notes})
+    if return_frames:
+        result.setdefault("images", {}).update(head=pred, alpha=np.concatenate([c.alpha for c in chunks]))
     return result
 
 

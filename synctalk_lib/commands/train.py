@@ -23,8 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("subject", type=Path, help="subject folder written by `preprocess`")
     parser.add_argument("--out", type=Path, required=True, help="model folder to write (replaced if it exists)")
     parser.add_argument("--preset", choices=["auto", "quick", "standard", "paper"], default="auto",
-                        help="auto (default): standard on a CUDA GPU, quick on a CPU; quick: CPU, 128 px, minutes; "
-                             "standard: GPU, 512 px; paper: 100k + 25k steps")
+                        help="auto (default): standard on a CUDA device, quick elsewhere; quick: CPU, 128 px, "
+                             "minutes; standard: GPU, 512 px; paper: 100k + 25k steps")
     parser.add_argument("--iterations", type=int, default=0, help="total steps (0 = the preset's)")
     parser.add_argument("--resolution", type=int, default=0, help="longer training side in pixels (0 = preset)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or a torch device")

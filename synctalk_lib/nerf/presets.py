@@ -1,5 +1,8 @@
 """Training presets: ``quick`` (CPU, minutes), ``standard`` (GPU, 512 x 512) and ``paper`` (the paper's schedule).
 
+``auto`` (the default of the ``train`` / ``demo`` commands and the TrainSyncTalk node) is not a preset of its own:
+:func:`resolve_preset` turns it into ``standard`` on a CUDA device and ``quick`` anywhere else.
+
 Every number is a field of :class:`TrainConfig`, so any preset can be changed one value at a time::
 
     config = get_preset("quick", coarse_steps=4000, photometric="l1")
@@ -18,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 PRESETS: tuple[str, ...] = ("quick", "standard", "paper")
+PRESET_CHOICES: tuple[str, ...] = ("auto",) + PRESETS
+"""What users may ask for: a preset, or ``auto`` (see :func:`resolve_preset`)."""
 
 
 @dataclass(frozen=True)
@@ -128,8 +133,25 @@ _PRESET_VALUES: dict[str, dict[str, Any]] = {
 }
 
 
+def resolve_preset(name: str, device: Any) -> str:
+    """The preset ``name`` stands for on ``device``: ``auto`` is ``standard`` on a CUDA device (the pack's GPU
+    kernels make its 40k steps at 512 px practical) and ``quick`` anywhere else (``standard`` would take many hours
+    on a CPU); other names are returned unchanged.
+
+    Args:
+        name: "auto" or a preset name.
+        device: a ``torch.device`` or its name ("cuda", "cuda:1", "cpu", "mps").
+    """
+    if name != "auto":
+        return name
+    kind = getattr(device, "type", None) or str(device).split(":", 1)[0]
+    return "standard" if kind == "cuda" else "quick"
+
+
 def get_preset(name: str, **overrides: Any) -> TrainConfig:
     """The preset ``name`` with ``overrides`` applied (unknown names raise a ValueError)."""
+    if name == "auto":
+        raise ValueError("preset 'auto' depends on the device: resolve it first with resolve_preset('auto', device)")
     if name not in _PRESET_VALUES:
         raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     values = dict(_PRESET_VALUES[name])

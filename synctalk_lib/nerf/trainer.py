@@ -369,7 +369,7 @@ def heldout_psnr(model: SyncTalkNeRF, data: SubjectData, *, device: torch.device
 
 
 # ------------------------------------------------------------------------------------------- one call
-def train_subject(clip, track, pose, audio, *, preset: str = "quick", name: str = "synctalk",
+def train_subject(clip, track, pose, audio, *, preset: str = "auto", name: str = "synctalk",
                   work_dir: Path | str | None = None, device: torch.device | str = "cpu", resume: bool = False,
                   iterations: int = 0, resolution: int = 0, perceptual_loss: str | None = None,
                   on_step: StepCallback | None = None, on_status: StatusCallback | None = None,
@@ -378,7 +378,7 @@ def train_subject(clip, track, pose, audio, *, preset: str = "quick", name: str 
 
     Args:
         clip, track, pose, audio: the subject's ``Clip``, ``FaceTrack``, ``HeadPose`` and ``AudioFeatures``.
-        preset: "quick", "standard" or "paper".
+        preset: "quick", "standard", "paper", or "auto" (standard on a CUDA device, else quick).
         name: the model's name (its folder name when saved).
         work_dir: checkpoint folder (None: no checkpoints).
         device: torch device.
@@ -392,9 +392,9 @@ def train_subject(clip, track, pose, audio, *, preset: str = "quick", name: str 
     """
     from synctalk_lib.nerf.dataset import DataSettings
     from synctalk_lib.nerf.model_folder import SyncTalkModel
-    from synctalk_lib.nerf.presets import get_preset
+    from synctalk_lib.nerf.presets import get_preset, resolve_preset
 
-    config = get_preset(preset, **overrides)
+    config = get_preset(resolve_preset(preset, device), **overrides)
     if iterations and iterations > 0:
         share = config.coarse_steps / max(config.total_steps, 1)
         coarse = int(round(iterations * share))

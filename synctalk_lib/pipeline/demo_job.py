@@ -13,7 +13,7 @@ from typing import Any, Iterable
 from synctalk_lib.errors import InputError
 from synctalk_lib.pipeline.driving import DriveResult, drive
 from synctalk_lib.pipeline.preprocessing import PreprocessSettings, preprocess
-from synctalk_lib.pipeline.training import choose_preset, train
+from synctalk_lib.pipeline.training import train
 from synctalk_lib.progress import StatusCallback
 
 
@@ -38,6 +38,7 @@ def demo(video: Path | str, out: Path | str, *, audio: Path | str | None = None,
     reuses finished stages unless ``force``.
     """
     from synctalk_lib.devices import resolve_device
+    from synctalk_lib.nerf.presets import resolve_preset
 
     video, out = Path(video), Path(out)
     if not video.is_file():
@@ -46,7 +47,7 @@ def demo(video: Path | str, out: Path | str, *, audio: Path | str | None = None,
         raise InputError(f"driving audio not found: {audio}")
     say = on_status or (lambda line: print(line, flush=True))
     device = resolve_device(device)
-    preset = choose_preset(preset, device)
+    preset = resolve_preset(preset, device)
     work = Path(work) if work is not None else Path("synctalk_work") / video.stem
     seconds: dict[str, float] = {}
     started = time.perf_counter()

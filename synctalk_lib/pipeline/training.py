@@ -16,14 +16,6 @@ from synctalk_lib.progress import StatusCallback, StepCallback
 from synctalk_lib.subject import Subject
 
 STAGE_LOG = "stages.json"
-PRESET_CHOICES = ("auto", "quick", "standard", "paper")
-
-
-def choose_preset(preset: str, device) -> str:
-    """``auto``: ``standard`` on a CUDA device, ``quick`` elsewhere; other names pass through."""
-    if preset != "auto":
-        return preset
-    return "standard" if getattr(device, "type", str(device)).startswith("cuda") else "quick"
 
 
 def choose_perceptual_loss(choice: str | None, models_dirs: Iterable[Path | str] | None,
@@ -65,10 +57,11 @@ def train(subject: Subject, out: Path | str | None = None, *, preset: str = "aut
         overrides: any other ``TrainConfig`` field (e.g. ``{"photometric": "l1", "nerf": {"max_steps": 32}}``).
     """
     from synctalk_lib.devices import resolve_device
+    from synctalk_lib.nerf.presets import resolve_preset
     from synctalk_lib.nerf.trainer import train_subject
 
     device = resolve_device(device)
-    preset = choose_preset(preset, device)
+    preset = resolve_preset(preset, device)
     out = Path(out) if out is not None else None
     work = Path(work_dir) if work_dir is not None else (out.with_name(out.name + ".training") if out else None)
     settings = {"subject": subject.identity(), "preset": preset, "iterations": int(iterations),
