@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from cuda_ext import _backend
+from . import _backend
 
 if TYPE_CHECKING:  # for readers and type checkers only; never imported at run time here
     from torch import Tensor
@@ -63,7 +63,7 @@ def hash_grid_2d(u: "Tensor", embeddings: "Tensor", offsets: "Tensor", scales: "
     from synctalk_lib.nerf.hashgrid import hash_grid_2d_torch
 
     def fast():
-        from cuda_ext.triton_hashgrid import hash_grid_2d_triton
+        from .triton_hashgrid import hash_grid_2d_triton
 
         return hash_grid_2d_triton(u, embeddings, offsets, scales, strides, dense)
 
@@ -88,7 +88,7 @@ def march_rays(rays_o: "Tensor", rays_d: "Tensor", near: "Tensor", far: "Tensor"
     kwargs = dict(step=step, max_steps=max_steps, occupancy=occupancy, perturb=perturb, generator=generator)
 
     def fast():
-        from cuda_ext.triton_march import march_rays_triton
+        from .triton_march import march_rays_triton
 
         return march_rays_triton(rays_o, rays_d, near, far, **kwargs)
 
@@ -107,12 +107,12 @@ def march_rays_packed(rays_o: "Tensor", rays_d: "Tensor", near: "Tensor", far: "
     kwargs = dict(step=step, max_steps=max_steps, occupancy=occupancy, perturb=perturb, generator=generator)
 
     def fast():
-        from cuda_ext.triton_march import march_rays_packed_triton
+        from .triton_march import march_rays_packed_triton
 
         return march_rays_packed_triton(rays_o, rays_d, near, far, **kwargs)
 
     def slow():
-        from cuda_ext.torch_twins import march_rays_packed_torch
+        from .torch_twins import march_rays_packed_torch
 
         return march_rays_packed_torch(rays_o, rays_d, near, far, **kwargs)
 
@@ -136,12 +136,12 @@ def composite_packed(sigma: "Tensor", deltas: "Tensor", t: "Tensor", offsets: "T
     kwargs = dict(max_samples=max_samples, transmittance_eps=transmittance_eps)
 
     def fast():
-        from cuda_ext.triton_composite import composite_packed_triton
+        from .triton_composite import composite_packed_triton
 
         return composite_packed_triton(sigma, deltas, t, offsets, values, plain, **kwargs)
 
     def slow():
-        from cuda_ext.torch_twins import composite_packed_torch
+        from .torch_twins import composite_packed_torch
 
         return composite_packed_torch(sigma, deltas, t, offsets, values, plain, **kwargs)
 
@@ -156,12 +156,12 @@ def composite_dense(sigma: "Tensor", deltas: "Tensor", t: "Tensor", mask: "Tenso
     kwargs = dict(transmittance_eps=transmittance_eps)
 
     def fast():
-        from cuda_ext.triton_composite import composite_dense_triton
+        from .triton_composite import composite_dense_triton
 
         return composite_dense_triton(sigma, deltas, t, mask, values, plain, **kwargs)
 
     def slow():
-        from cuda_ext.torch_twins import composite_dense_torch
+        from .torch_twins import composite_dense_torch
 
         return composite_dense_torch(sigma, deltas, t, mask, values, plain, **kwargs)
 

@@ -116,7 +116,7 @@ def _probe(family: str, kind: str) -> tuple[bool, str]:
     import torch
 
     try:
-        module = importlib.import_module(f"cuda_ext.triton_{family}")
+        module = importlib.import_module(f".triton_{family}", __package__)
         # the first question may come from inside inference_mode/no_grad (ComfyUI runs nodes that way); the probe
         # checks gradients too, so it must record them
         with torch.inference_mode(False), torch.enable_grad():

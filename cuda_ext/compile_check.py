@@ -42,9 +42,9 @@ class KernelReport:
 def _specs() -> list[tuple[str, object, dict[str, str], dict[str, object], int]]:
     """(name, kernel, runtime-argument types, constexpr values, warps) for every specialisation the wrappers
     launch."""
-    from cuda_ext import triton_composite as tc
-    from cuda_ext import triton_hashgrid as th
-    from cuda_ext import triton_march as tm
+    from . import triton_composite as tc
+    from . import triton_hashgrid as th
+    from . import triton_march as tm
 
     specs = []
     for table in ("f32", "f16"):

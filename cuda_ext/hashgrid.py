@@ -8,8 +8,8 @@ falls back to PyTorch (one warning) should a later specialisation fail.
 """
 from __future__ import annotations
 
-from cuda_ext import _backend
-from cuda_ext import hash_grid_2d
+from . import _backend
+from . import hash_grid_2d
 
 _ok, _reason = _backend.availability("hashgrid", "cuda" if not _backend.interpreting() else "cpu")
 if not _ok:

@@ -25,9 +25,9 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from cuda_ext import _backend
-from cuda_ext import composite_packed, march_rays_packed
-from cuda_ext.torch_twins import composite_step_torch, draw_jitter, march_rays_step_torch, num_candidates
+from . import _backend
+from . import composite_packed, march_rays_packed
+from .torch_twins import composite_step_torch, draw_jitter, march_rays_step_torch, num_candidates
 from synctalk_lib.nerf.compositing import TRANSMITTANCE_EPS, composite_background
 from synctalk_lib.nerf.model import RenderOutput, SyncTalkNeRF
 from synctalk_lib.nerf.sampler import ray_aabb_intersect
@@ -132,11 +132,11 @@ def render_until_opaque(rays_o: Tensor, rays_d: Tensor, near: Tensor, far: Tenso
     fast_march = _backend.usable("march", device)
     fast_composite = _backend.usable("composite", device)
     if fast_march:
-        from cuda_ext.triton_march import march_rays_step_triton as march_step
+        from .triton_march import march_rays_step_triton as march_step
     else:
         march_step = march_rays_step_torch
     if fast_composite:
-        from cuda_ext.triton_composite import composite_step_triton as composite_step
+        from .triton_composite import composite_step_triton as composite_step
     else:
         composite_step = composite_step_torch
     alive = hit.nonzero().squeeze(1)

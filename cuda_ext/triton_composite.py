@@ -24,9 +24,9 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from cuda_ext.torch_twins import Composited
-from cuda_ext.torch_twins import composite_dense_torch as _composite_dense_torch  # noqa: F401 (twin, tests)
-from cuda_ext.torch_twins import composite_packed_torch as _composite_packed_torch
+from .torch_twins import Composited
+from .torch_twins import composite_dense_torch as _composite_dense_torch  # noqa: F401 (twin, tests)
+from .torch_twins import composite_packed_torch as _composite_packed_torch
 from synctalk_lib.nerf.compositing import TRANSMITTANCE_EPS
 
 BLOCK = 128

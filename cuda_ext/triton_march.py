@@ -26,8 +26,8 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from cuda_ext.torch_twins import PackedSamples, ProbeGrid, draw_jitter, num_candidates
-from cuda_ext.torch_twins import march_rays_packed_torch as _march_rays_packed_torch  # the PyTorch twin
+from .torch_twins import PackedSamples, ProbeGrid, draw_jitter, num_candidates
+from .torch_twins import march_rays_packed_torch as _march_rays_packed_torch  # the PyTorch twin
 from synctalk_lib.nerf.sampler import RaySamples
 
 BLOCK = 128

@@ -41,6 +41,26 @@ def test_importing_cuda_ext_imports_no_triton_and_cpu_without_interpreter_is_una
     assert "CUDA" in reason or "triton" in reason  # no GPU kernels on the CPU (or triton absent)
 
 
+def test_another_cuda_ext_first_on_sys_path_is_never_used(tmp_path):
+    """ComfyUI puts every pack's folder on sys.path; a generic ``cuda_ext`` of another pack placed before ours must
+    not stand in for the pack's kernels (the library loads them by file location under a private name)."""
+    fake = tmp_path / "cuda_ext"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("raise RuntimeError('the wrong cuda_ext was imported')\n")
+    (fake / "torch_twins.py").write_text("raise RuntimeError('the wrong cuda_ext was imported')\n")
+    out = run_python(
+        f"import sys; sys.path.insert(0, {str(tmp_path)!r})\n"
+        "from pathlib import Path\n"
+        "from synctalk_lib.nerf import backends\n"
+        "module = backends.cuda_ext_module('torch_twins')\n"
+        "print(Path(module.__file__).resolve())\n"
+        "print(any(name == 'cuda_ext' or name.startswith('cuda_ext.') for name in sys.modules))\n")
+    assert out.returncode == 0, out.stderr
+    path, imported_fake = out.stdout.strip().splitlines()
+    assert Path(path) == PACK_DIR / "cuda_ext" / "torch_twins.py"
+    assert imported_fake == "False"
+
+
 def test_without_triton_everything_falls_back_with_one_warning():
     """triton blocked: availability says why and how to fix it; the wrappers run the PyTorch twin; on a CUDA
     device the reason is warned exactly once (here simulated: the warning path does not need a GPU)."""

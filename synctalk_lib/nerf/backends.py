@@ -12,19 +12,63 @@
 ``"auto"`` picks ``cuda_ext``, then ``tinycudann``, then ``torch``. Asking for a backend that is not usable here
 falls back to ``torch`` with one warning per process (per backend).
 
+The pack's ``cuda_ext`` is loaded from the pack folder by file location under a private module name
+(:func:`cuda_ext_module`), never as the top-level name ``cuda_ext``: ComfyUI puts every pack's folder on
+``sys.path``, where another pack's ``cuda_ext`` could otherwise stand in for ours.
+
 Nothing is imported or compiled at module import time.
 """
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import sys
+import threading
 import warnings
 from functools import lru_cache
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import torch
 
 _WARNED: set[str] = set()
+
+CUDA_EXT_DIR = Path(__file__).resolve().parents[2] / "cuda_ext"
+"""The pack's kernel folder (beside ``synctalk_lib``)."""
+CUDA_EXT_NAME = "_synctalk_cuda_ext"
+"""The private module name the pack's ``cuda_ext`` is loaded under."""
+_load_lock = threading.Lock()
+
+
+def cuda_ext_module(name: str | None = None) -> ModuleType:
+    """The pack's ``cuda_ext`` package, or its submodule ``name`` (e.g. ``"triton_march"``).
+
+    Loaded from :data:`CUDA_EXT_DIR` by file location, so whatever else is called ``cuda_ext`` on ``sys.path`` is
+    never used. Raises ImportError when the folder is missing (a damaged install).
+    """
+    package = sys.modules.get(CUDA_EXT_NAME)
+    if package is None:
+        with _load_lock:
+            package = sys.modules.get(CUDA_EXT_NAME)
+            if package is None:
+                package = _load_cuda_ext()
+    return package if name is None else importlib.import_module(f"{CUDA_EXT_NAME}.{name}")
+
+
+def _load_cuda_ext() -> ModuleType:
+    init = CUDA_EXT_DIR / "__init__.py"
+    if not init.is_file():
+        raise ImportError(f"the pack's kernel folder {CUDA_EXT_DIR} is missing; reinstall the node pack")
+    spec = importlib.util.spec_from_file_location(CUDA_EXT_NAME, init, submodule_search_locations=[str(CUDA_EXT_DIR)])
+    package = importlib.util.module_from_spec(spec)
+    sys.modules[CUDA_EXT_NAME] = package
+    try:
+        spec.loader.exec_module(package)  # type: ignore[union-attr]
+    except BaseException:
+        del sys.modules[CUDA_EXT_NAME]
+        raise
+    return package
 
 
 def _cuda() -> bool:
@@ -43,10 +87,10 @@ def _tcnn_module() -> Any | None:
 
 @lru_cache(maxsize=None)
 def _cuda_ext_hashgrid() -> Any | None:
-    if not _cuda() or importlib.util.find_spec("cuda_ext") is None:
+    if not _cuda():
         return None
     try:
-        module = importlib.import_module("cuda_ext.hashgrid")
+        module = cuda_ext_module("hashgrid")
     except Exception:
         return None
     return module if callable(getattr(module, "hash_grid_2d", None)) else None
@@ -57,7 +101,7 @@ def _cuda_ext_renderer() -> Any | None:
     if _cuda_ext_hashgrid() is None:
         return None
     try:
-        module = importlib.import_module("cuda_ext.renderer")
+        module = cuda_ext_module("renderer")
     except Exception:
         return None
     return module if callable(getattr(module, "render_chunk", None)) else None
