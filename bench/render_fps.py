@@ -70,15 +70,10 @@ def backend_status(device: torch.device) -> dict[str, str | None]:
         status["cuda_ext"] = "needs a CUDA GPU"
         status["tinycudann"] = "needs a CUDA GPU"
         return status
-    try:
-        import cuda_ext
-
-        ok, reason = cuda_ext.availability("all", device)
-        status["cuda_ext"] = None if ok else reason
-    except ImportError as exc:
-        status["cuda_ext"] = f"cuda_ext not importable: {exc}"
     from synctalk_lib.nerf import backends
 
+    ok, reason = backends.availability("all", device)
+    status["cuda_ext"] = None if ok else reason
     status["tinycudann"] = None if backends.tcnn_module() is not None else \
         "tinycudann is not installed (see cuda_ext/README.md)"
     return status

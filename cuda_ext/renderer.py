@@ -12,11 +12,12 @@ Two modes, picked per call:
   Samples behind an opaque surface are never evaluated, which is where most of the inference speed-up comes from;
   they carry zero weight in the PyTorch renderer too, so the image is the same.
 
-Each kernel family falls back to its PyTorch twin when it cannot run (see :mod:`cuda_ext`), so this path also runs
-on the CPU (slowly under ``TRITON_INTERPRET=1``, or with the twins), which is how the tests check it.
+The kernels come from ``kernels`` (``synctalk_lib.nerf.backends``: the Triton kernels, or their PyTorch twins), so
+this path also runs on the CPU (slowly under ``TRITON_INTERPRET=1``, or with the twins), which is how the tests
+check it.
 
-    out = render_chunk(model, rays_o, rays_d, audio_code=code, expression=expr, code_index=None, bg=bg,
-                       lip_mask=None, expr_mask=None, perturb=False, generator=None)
+    out = render_chunk(model, rays_o, rays_d, kernels=backends.triton_kernels(), audio_code=code, expression=expr,
+                       code_index=None, bg=bg, lip_mask=None, expr_mask=None, perturb=False, generator=None)
 """
 from __future__ import annotations
 
@@ -25,9 +26,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from . import _backend
-from . import composite_packed, march_rays_packed
-from .torch_twins import composite_step_torch, draw_jitter, march_rays_step_torch, num_candidates
+from .torch_twins import draw_jitter, num_candidates
 from synctalk_lib.nerf.compositing import TRANSMITTANCE_EPS, composite_background
 from synctalk_lib.nerf.model import RenderOutput, SyncTalkNeRF
 from synctalk_lib.nerf.sampler import ray_aabb_intersect
@@ -39,13 +38,14 @@ MAX_STEP_SAMPLES = 8
 """Most samples a live ray marches per round of the until-opaque loop (the original's cap)."""
 
 
-def render_chunk(model: SyncTalkNeRF, rays_o: Tensor, rays_d: Tensor, *, audio_code: Tensor,
+def render_chunk(model: SyncTalkNeRF, rays_o: Tensor, rays_d: Tensor, *, kernels, audio_code: Tensor,
                  expression: Tensor | None, code_index: int | Tensor | None, bg: Tensor, lip_mask: Tensor | None,
                  expr_mask: Tensor | None, perturb: bool, generator: torch.Generator | None) -> RenderOutput:
     """Render one chunk of rays (same arguments and result as ``SyncTalkNeRF._render_chunk``).
 
     Args:
         model: the head NeRF (its config gives step, max_steps, render box; its occupancy grid is used).
+        kernels: ``synctalk_lib.nerf.backends.Kernels`` to march and composite with.
         rays_o, rays_d: [N, 3] NGP-space origins and unit directions.
         audio_code: [A] or [N, A]; expression: [E] or [N, E]; code_index: int, [N] or None (row 0).
         bg: [N, 3] or [3] background; lip_mask, expr_mask: [N] ray gates or None.
@@ -59,10 +59,11 @@ def render_chunk(model: SyncTalkNeRF, rays_o: Tensor, rays_d: Tensor, *, audio_c
     sample_fn = _field_sampler(model, rays_d, audio_code=audio_code, expression=expression, code_index=code_index,
                                lip_mask=lip_mask, expr_mask=expr_mask)
     if perturb or torch.is_grad_enabled():
-        result = _render_packed(rays_o, rays_d, near, far, sample_fn, step=cfg.step_size, max_steps=cfg.max_steps,
+        result = _render_packed(kernels, rays_o, rays_d, near, far, sample_fn, step=cfg.step_size,
+                                max_steps=cfg.max_steps,
                                 occupancy=model.occupancy, perturb=perturb, generator=generator)
     else:
-        result = render_until_opaque(rays_o, rays_d, near, far, hit, sample_fn, step=cfg.step_size,
+        result = render_until_opaque(kernels, rays_o, rays_d, near, far, hit, sample_fn, step=cfg.step_size,
                                      max_steps=cfg.max_steps, occupancy=model.occupancy)
     opacity, depth, weighted, plain = result
     rgb = weighted[:, :3]
@@ -90,18 +91,19 @@ def _field_sampler(model: SyncTalkNeRF, rays_d: Tensor, *, audio_code: Tensor, e
     return sample
 
 
-def _render_packed(rays_o: Tensor, rays_d: Tensor, near: Tensor, far: Tensor, sample_fn: SampleFn, *, step: float,
-                   max_steps: int, occupancy, perturb: bool,
+def _render_packed(kernels, rays_o: Tensor, rays_d: Tensor, near: Tensor, far: Tensor, sample_fn: SampleFn, *,
+                   step: float, max_steps: int, occupancy, perturb: bool,
                    generator: torch.Generator | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    samples = march_rays_packed(rays_o, rays_d, near, far, step=step, max_steps=max_steps, occupancy=occupancy,
+    samples = kernels.march_packed(rays_o, rays_d, near, far, step=step, max_steps=max_steps, occupancy=occupancy,
                                 perturb=perturb, generator=generator)
     sigma, values, plain = sample_fn(samples.positions, samples.ray_indices)
-    out = composite_packed(sigma, samples.deltas, samples.t, samples.offsets, values, plain, max_samples=max_steps)
+    out = kernels.composite_packed(sigma, samples.deltas, samples.t, samples.offsets, values, plain,
+                                   max_samples=max_steps)
     return out.opacity, out.depth, out.weighted, out.plain
 
 
 @torch.no_grad()
-def render_until_opaque(rays_o: Tensor, rays_d: Tensor, near: Tensor, far: Tensor, hit: Tensor,
+def render_until_opaque(kernels, rays_o: Tensor, rays_d: Tensor, near: Tensor, far: Tensor, hit: Tensor,
                         sample_fn: SampleFn, *, step: float, max_steps: int, occupancy,
                         transmittance_eps: float = TRANSMITTANCE_EPS,
                         value_channels: int = 4, plain_channels: int = 2) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -129,16 +131,7 @@ def render_until_opaque(rays_o: Tensor, rays_d: Tensor, near: Tensor, far: Tenso
     taken = torch.zeros(n, dtype=torch.int32, device=device)
     tau = torch.zeros(n, **f32)
     candidates = num_candidates(near, far, step)
-    fast_march = _backend.usable("march", device)
-    fast_composite = _backend.usable("composite", device)
-    if fast_march:
-        from .triton_march import march_rays_step_triton as march_step
-    else:
-        march_step = march_rays_step_torch
-    if fast_composite:
-        from .triton_composite import composite_step_triton as composite_step
-    else:
-        composite_step = composite_step_torch
+    march_step, composite_step = kernels.march_step, kernels.composite_step
     alive = hit.nonzero().squeeze(1)
     while alive.numel() > 0:
         live = alive.numel()

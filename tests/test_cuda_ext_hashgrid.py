@@ -89,19 +89,19 @@ def test_float16_table_matches_float32_reference():
     assert_close(g16, g32, 1e-3, "fp16 table gradient")
 
 
-def test_empty_input_and_public_wrapper():
-    import cuda_ext
+def test_empty_input_and_kernel_set():
+    from synctalk_lib.nerf import backends
 
     table = level_table(3, 4, 6, 16)
     offsets, scales, strides, dense = table_tensors(table)
     emb = torch.randn(table.offsets[-1], 1).to(DEVICE)
     empty = hash_grid_2d_triton(torch.zeros(0, 2, device=DEVICE), emb, offsets, scales, strides, dense)
     assert empty.shape == (0, 3)
-    ok, reason = cuda_ext.availability("hashgrid", DEVICE)
+    ok, reason = backends.availability("hashgrid", DEVICE)
     assert ok, reason
     u = random_points(32, torch.Generator().manual_seed(3))
-    assert_close(cuda_ext.hash_grid_2d(u, emb, offsets, scales, strides, dense),
-                 hash_grid_2d_torch(u, emb, offsets, scales, strides, dense), 1e-5, "public wrapper")
+    assert_close(backends.triton_kernels().hash_grid_2d(u, emb, offsets, scales, strides, dense),
+                 hash_grid_2d_torch(u, emb, offsets, scales, strides, dense), 1e-5, "kernel set's hash grid")
 
 
 def test_rejects_bad_shapes_with_a_clear_message():
@@ -114,9 +114,9 @@ def test_rejects_bad_shapes_with_a_clear_message():
 
 def test_availability_probe_works_under_inference_mode():
     """ComfyUI runs nodes under torch.inference_mode(); the first availability question may come from there."""
-    from cuda_ext import _backend
+    from synctalk_lib.nerf import backends
 
-    _backend.reset()
+    backends.reset()
     with torch.inference_mode():
-        ok, reason = _backend.availability("all", DEVICE)
+        ok, reason = backends.availability("all", DEVICE)
     assert ok, reason

@@ -12,8 +12,13 @@ from cuda_ext_testing import DEVICE, assert_close, one_thread, require_triton  #
 
 require_triton()
 
-from cuda_ext.renderer import render_chunk  # noqa: E402
-from synctalk_lib.nerf import NerfConfig, SyncTalkNeRF  # noqa: E402
+from synctalk_lib.nerf import NerfConfig, SyncTalkNeRF, backends  # noqa: E402
+
+
+def render_chunk(model, rays_o, rays_d, **kwargs):
+    """The fast render path with the Triton kernels (Triton's interpreter on the CPU)."""
+    return backends.cuda_ext_module("renderer").render_chunk(model, rays_o, rays_d,
+                                                             kernels=backends.triton_kernels(), **kwargs)
 
 OUTPUTS = ("rgb", "alpha", "depth", "amb_aud", "amb_eye", "uncertainty")
 

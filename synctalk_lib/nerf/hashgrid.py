@@ -268,9 +268,7 @@ class HashGrid2D(nn.Module):
         num_dense = sum(self.table.dense)
         if any(self.table.dense[num_dense:]):
             raise ValueError(f"hash grid levels must be dense first, then hashed; got {self.table.dense}")
-        self.backend = "cuda_ext" if backend == "cuda_ext" and backends.cuda_ext_hashgrid() else "torch"
-        if backend == "cuda_ext" and self.backend == "torch":
-            backends.resolve_backend("cuda_ext")  # warns once
+        self.backend = "cuda_ext" if backend == "cuda_ext" and backends.resolve_backend(backend) == backend else "torch"
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -291,10 +289,8 @@ class HashGrid2D(nn.Module):
             [N, levels * level_dim] features (0 for points outside the square).
         """
         u = (x + self.bound) / (2.0 * self.bound)
-        if self.backend == "cuda_ext" and u.is_cuda:
-            return backends.cuda_ext_hashgrid().hash_grid_2d(u, self.embeddings, self.offsets, self.scales,
-                                                             self.strides, self.dense)
-        return hash_grid_2d_torch(u, self.embeddings, self.offsets, self.scales, self.strides, self.dense)
+        kernels = backends.kernels_for(u.device, self.backend)
+        return kernels.hash_grid_2d(u, self.embeddings, self.offsets, self.scales, self.strides, self.dense)
 
     def extra_repr(self) -> str:
         return (f"levels={self.levels}, level_dim={self.level_dim}, rows={self.table.offsets[-1]}, "

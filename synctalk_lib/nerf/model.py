@@ -231,10 +231,9 @@ class SyncTalkNeRF(nn.Module):
     def _chunk_renderer(self, rays_o: Tensor) -> Callable[..., RenderOutput]:
         """The chunk renderer for these rays: cuda_ext's fast path for CUDA rays when the config's backend allows
         it and the kernels work here, else the PyTorch path below (the reference)."""
-        if rays_o.is_cuda and self.config.backend in ("auto", "cuda_ext"):
-            fast = backends.cuda_ext_renderer()
-            if fast is not None:
-                return functools.partial(fast.render_chunk, self)
+        kernels = backends.kernels_for(rays_o.device, self.config.backend)
+        if kernels.name == "cuda_ext":
+            return functools.partial(backends.cuda_ext_module("renderer").render_chunk, self, kernels=kernels)
         return self._render_chunk
 
     def _render_chunk(self, rays_o: Tensor, rays_d: Tensor, *, audio_code: Tensor, expression: Tensor | None,
