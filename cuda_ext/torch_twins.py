@@ -163,7 +163,7 @@ def composite_packed_torch(sigma: Tensor, deltas: Tensor, t: Tensor, offsets: Te
                             transmittance_eps: float = TRANSMITTANCE_EPS) -> Composited:
     """The PyTorch twin of ``composite_packed_triton``: unpack to rows, then ``render_weights``."""
     counts = offsets[1:] - offsets[:-1]
-    width = max(int(counts.max()) if counts.numel() else 0, 1)
+    width = max_samples if max_samples is not None else max(int(counts.max()) if counts.numel() else 0, 1)
     sigma_p, mask = unpack(sigma, offsets, width)
     deltas_p, _ = unpack(deltas, offsets, width)
     t_p, _ = unpack(t, offsets, width)

@@ -11,9 +11,10 @@ import torch
 from synctalk_lib.nerf.compositing import accumulate, composite_background, render_weights
 from synctalk_lib.nerf.config import NerfConfig
 from synctalk_lib.nerf.field import FieldOutputs
-from synctalk_lib.nerf.model import RenderOutput, SyncTalkNeRF, volume_render
+from synctalk_lib.nerf.model import SyncTalkNeRF
 from synctalk_lib.nerf.occupancy import OccupancyGrid, dilate6
 from synctalk_lib.nerf.rays import head_pose_to_ngp, image_rays, pixel_rays
+from synctalk_lib.nerf.renderer import RenderOutput, volume_render
 from synctalk_lib.nerf.sampler import march_rays, ray_aabb_intersect
 
 AABB = (-1.0, -0.5, -1.0, 1.0, 0.5, 1.0)

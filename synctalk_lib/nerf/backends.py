@@ -101,10 +101,6 @@ class Kernels:
     """Packed occupancy-grid marching (cuda_ext/march.py)."""
     composite_packed: Callable[..., Any]
     """Volume compositing of packed samples (cuda_ext/composite.py)."""
-    march_step: Callable[..., Any]
-    """One inference marching step of live rays."""
-    composite_step: Callable[..., Any]
-    """Compositing of one inference step, carrying the optical depth."""
 
 
 @lru_cache(maxsize=None)
@@ -114,8 +110,7 @@ def twins() -> Kernels:
 
     twin = cuda_ext_module("torch_twins")
     return Kernels("torch", hash_grid_2d=hash_grid_2d_torch, march_packed=twin.march_rays_packed_torch,
-                   composite_packed=twin.composite_packed_torch, march_step=twin.march_rays_step_torch,
-                   composite_step=twin.composite_step_torch)
+                   composite_packed=twin.composite_packed_torch)
 
 
 @lru_cache(maxsize=None)
@@ -135,9 +130,7 @@ def triton_kernels() -> Kernels:
 
     return Kernels("cuda_ext", hash_grid_2d=kernel("hashgrid", "hash_grid_2d_triton", slow.hash_grid_2d),
                    march_packed=kernel("march", "march_rays_packed_triton", slow.march_packed),
-                   composite_packed=kernel("composite", "composite_packed_triton", slow.composite_packed),
-                   march_step=kernel("march", "march_rays_step_triton", slow.march_step),
-                   composite_step=kernel("composite", "composite_step_triton", slow.composite_step))
+                   composite_packed=kernel("composite", "composite_packed_triton", slow.composite_packed))
 
 
 def kernels_for(device: torch.device | str, requested: str = "auto") -> Kernels:
