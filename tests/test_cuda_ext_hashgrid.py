@@ -1,4 +1,4 @@
-"""Parity of the Triton hash-grid kernels with the PyTorch reference (outputs and gradients).
+"""Parity of the Triton hash-grid kernels with their PyTorch twin ``cuda_ext.hashgrid`` (outputs and gradients).
 
 Runs in CI on the CPU through Triton's interpreter (TRITON_INTERPRET=1, set here before Triton is imported) and on
 the GPU where one is present. Sizes are tiny because the interpreter is slow.
@@ -13,8 +13,9 @@ from cuda_ext_testing import DEVICE, assert_close, one_thread, require_triton  #
 
 require_triton()
 
+from cuda_ext.hashgrid import hash_grid_2d_reference, hash_grid_2d_torch  # noqa: E402
 from cuda_ext.triton_hashgrid import hash_grid_2d_triton  # noqa: E402
-from synctalk_lib.nerf.hashgrid import hash_grid_2d_reference, hash_grid_2d_torch, level_table  # noqa: E402
+from synctalk_lib.nerf.hashgrid import level_table  # noqa: E402
 
 
 def table_tensors(table):

@@ -33,7 +33,7 @@ def test_importing_the_library_imports_no_triton_and_cpu_without_interpreter_is_
         "import os; os.environ.pop('TRITON_INTERPRET', None)\n"
         "import sys, torch, synctalk_lib.nerf.model\n"
         "from synctalk_lib.nerf import backends\n"
-        "backends.cuda_ext_module('torch_twins')\n"
+        "backends.twins()\n"
         "kernels = [k for k in sys.modules if k.startswith(backends.CUDA_EXT_NAME + '.triton_')]\n"
         "print('triton' in sys.modules, bool(kernels))\n"
         "ok, reason = backends.availability('composite', 'cpu')\n"
@@ -52,18 +52,27 @@ def test_another_cuda_ext_first_on_sys_path_is_never_used(tmp_path):
     not stand in for the pack's kernels (the library loads them by file location under a private name)."""
     fake = tmp_path / "cuda_ext"
     fake.mkdir()
-    (fake / "__init__.py").write_text("raise RuntimeError('the wrong cuda_ext was imported')\n")
-    (fake / "torch_twins.py").write_text("raise RuntimeError('the wrong cuda_ext was imported')\n")
+    for name in ("__init__", "march", "composite", "hashgrid"):
+        (fake / f"{name}.py").write_text("raise RuntimeError('the wrong cuda_ext was imported')\n")
     out = run_python(
         f"import sys; sys.path.insert(0, {str(tmp_path)!r})\n"
         "from pathlib import Path\n"
+        "import torch\n"
         "from synctalk_lib.nerf import backends\n"
-        "module = backends.cuda_ext_module('torch_twins')\n"
-        "print(Path(module.__file__).resolve())\n"
+        "from synctalk_lib.nerf.field import FieldOutputs\n"
+        "from synctalk_lib.nerf.renderer import volume_render\n"
+        "def field(p, d, r):\n"
+        "    m = len(p)\n"
+        "    return FieldOutputs(torch.full((m,), 50.0), torch.ones(m, 3), torch.ones(m), torch.ones(m), torch.ones(m))\n"
+        "o = torch.tensor([[0.0, 0.0, -2.0]]); d = torch.tensor([[0.0, 0.0, 1.0]])\n"
+        "out = volume_render(field, o, d, torch.zeros(3), aabb=(-1, -1, -1, 1, 1, 1), step=0.01, max_steps=16)\n"
+        "print(round(float(out.alpha), 4))\n"
+        "print(Path(backends.cuda_ext_module('march').__file__).resolve())\n"
         "print(any(name == 'cuda_ext' or name.startswith('cuda_ext.') for name in sys.modules))\n")
     assert out.returncode == 0, out.stderr
-    path, imported_fake = out.stdout.strip().splitlines()
-    assert Path(path) == PACK_DIR / "cuda_ext" / "torch_twins.py"
+    alpha, path, imported_fake = out.stdout.strip().splitlines()
+    assert alpha == "0.9997"  # 16 samples of density 50, 0.01 apart: 1 - exp(-8)
+    assert Path(path) == PACK_DIR / "cuda_ext" / "march.py"
     assert imported_fake == "False"
 
 

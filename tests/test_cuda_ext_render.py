@@ -96,7 +96,8 @@ def _samples_in_full_march(model: SyncTalkNeRF, rays_o: torch.Tensor, rays_d: to
 
     near, far, _ = ray_aabb_intersect(rays_o, rays_d, model.aabb, model.config.min_near)
     samples = backends.twins().march_packed(rays_o, rays_d, near, far, step=model.config.step_size,
-                                            max_steps=model.config.max_steps, occupancy=model.occupancy)
+                                            max_steps=model.config.max_steps, occupied=model.occupancy.occupied,
+                                            bound=model.occupancy.bound)
     return int(samples.offsets[-1])
 
 

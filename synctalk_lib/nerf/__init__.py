@@ -7,8 +7,7 @@ Small composable pieces, one concept per module:
   tinycudann, cuda_ext).
 - ``sh``: spherical-harmonics direction encoding; ``audio_net``: lip code from audio windows.
 - ``field``: the density/colour field with facial-aware masked attention.
-- ``occupancy``: the occupancy grid; ``sampler``: ray/box near-far and empty-space-skipping marching;
-  ``compositing``: volume-rendering weights and sums.
+- ``occupancy``: the occupancy grid; ``sampler``: ray/box near-far and the jitter of the first sample.
 - ``renderer``: :func:`volume_render` (marching + any field + compositing, packed samples, until-opaque inference)
   and :class:`RenderOutput`; ``backends``: which implementation runs (cuda_ext's Triton kernels or their PyTorch
   twins, tinycudann).

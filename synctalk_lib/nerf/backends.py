@@ -106,11 +106,9 @@ class Kernels:
 @lru_cache(maxsize=None)
 def twins() -> Kernels:
     """The PyTorch twins (every device; the reference the kernels are tested against)."""
-    from synctalk_lib.nerf.hashgrid import hash_grid_2d_torch
-
-    twin = cuda_ext_module("torch_twins")
-    return Kernels("torch", hash_grid_2d=hash_grid_2d_torch, march_packed=twin.march_rays_packed_torch,
-                   composite_packed=twin.composite_packed_torch)
+    return Kernels("torch", hash_grid_2d=cuda_ext_module("hashgrid").hash_grid_2d_torch,
+                   march_packed=cuda_ext_module("march").march_packed_torch,
+                   composite_packed=cuda_ext_module("composite").composite_packed_torch)
 
 
 @lru_cache(maxsize=None)
@@ -129,7 +127,7 @@ def triton_kernels() -> Kernels:
         return run
 
     return Kernels("cuda_ext", hash_grid_2d=kernel("hashgrid", "hash_grid_2d_triton", slow.hash_grid_2d),
-                   march_packed=kernel("march", "march_rays_packed_triton", slow.march_packed),
+                   march_packed=kernel("march", "march_packed_triton", slow.march_packed),
                    composite_packed=kernel("composite", "composite_packed_triton", slow.composite_packed))
 
 

@@ -24,10 +24,12 @@ import torch
 from torch import Tensor
 
 from synctalk_lib.nerf import backends
-from synctalk_lib.nerf.compositing import TRANSMITTANCE_EPS, composite_background
 from synctalk_lib.nerf.field import FieldOutputs
 from synctalk_lib.nerf.occupancy import OccupancyGrid
-from synctalk_lib.nerf.sampler import ray_aabb_intersect
+from synctalk_lib.nerf.sampler import ray_aabb_intersect, sample_jitter
+
+TRANSMITTANCE_EPS = backends.cuda_ext_module("composite").TRANSMITTANCE_EPS
+"""A ray stops once its transmittance is below this (the compositing rule's early ray termination)."""
 
 STAGE_SAMPLES = 4
 """Samples per ray evaluated per stage when rendering until opaque."""
@@ -107,8 +109,10 @@ def volume_render(field_fn: FieldFn, rays_o: Tensor, rays_d: Tensor, bg: Tensor,
     """
     kernels = kernels or backends.kernels_for(rays_o.device)
     near, far, _ = ray_aabb_intersect(rays_o, rays_d, aabb, min_near)
-    samples = kernels.march_packed(rays_o, rays_d, near, far, step=step, max_steps=max_steps, occupancy=occupancy,
-                                   perturb=perturb, generator=generator)
+    samples = kernels.march_packed(rays_o, rays_d, near, far, step=step, max_steps=max_steps,
+                                   jitter=sample_jitter(rays_o, generator) if perturb else None,
+                                   occupied=occupancy.occupied if occupancy is not None else None,
+                                   bound=occupancy.bound if occupancy is not None else 1.0)
     if early_stop is None:
         early_stop = not torch.is_grad_enabled()
     if early_stop:
@@ -131,26 +135,46 @@ def _evaluate_until_opaque(field_fn: FieldFn, samples, rays_d: Tensor) -> Sample
     transmittance fell below ``TRANSMITTANCE_EPS`` are dropped (their later samples would not be visited anyway).
     """
     counts = samples.offsets[1:] - samples.offsets[:-1]
-    starts = samples.offsets[:-1]
     device = counts.device
     alive = torch.nonzero(counts > 0).squeeze(1)
     optical_depth = torch.zeros(counts.shape[0], device=device)
-    channels: SampleChannels | None = None
+    evaluated: list[tuple[Tensor, SampleChannels]] = []
     first = 0
     while alive.numel() > 0:
-        take = (counts[alive] - first).clamp(0, STAGE_SAMPLES)
-        local = torch.repeat_interleave(torch.arange(alive.numel(), device=device), take)  # [K] index into alive
-        in_stage = torch.arange(local.numel(), device=device) - (torch.cumsum(take, 0) - take)[local]
-        index = starts[alive][local] + first + in_stage  # [K] sample ids, ray by ray in marching order
+        take = (counts[alive] - first).clamp(max=STAGE_SAMPLES)  # >= 1: alive rays have samples left
+        skip = samples.offsets[alive] + first - (torch.cumsum(take, 0) - take)  # [A] first sample id - stage slot
+        index = torch.repeat_interleave(skip, take) + torch.arange(int(take.sum()), device=device)  # [K] sample ids
         rays = samples.ray_indices[index]
         part = SampleChannels.of(field_fn(samples.positions[index], rays_d[rays], rays))
-        if channels is None:
-            channels = SampleChannels.zeros(samples.t.shape[0], part, device)
-        channels = SampleChannels(*(whole.index_put((index,), new) for whole, new in
-                                    ((channels.sigma, part.sigma), (channels.values, part.values),
-                                     (channels.plain, part.plain))))
+        evaluated.append((index, part))
         tau = part.sigma.detach().float() * samples.deltas[index]
+        local = torch.repeat_interleave(torch.arange(alive.numel(), device=device), take)
         optical_depth[alive] += torch.zeros(alive.numel(), device=device).index_add_(0, local, tau)
         first += STAGE_SAMPLES
         alive = alive[(counts[alive] > first) & (torch.exp(-optical_depth[alive]) >= TRANSMITTANCE_EPS)]
-    return channels if channels is not None else SampleChannels.zeros(samples.t.shape[0], None, device)
+    return _scatter(evaluated, samples.t.shape[0], device)
+
+
+def _scatter(evaluated: list[tuple[Tensor, SampleChannels]], count: int, device: torch.device) -> SampleChannels:
+    """Channels of ``count`` samples from the evaluated (sample ids, channels) pairs; zeros elsewhere."""
+    if not evaluated:
+        return SampleChannels.zeros(count, None, device)
+    index = torch.cat([i for i, _ in evaluated])
+    parts = [p for _, p in evaluated]
+    whole = SampleChannels.zeros(count, parts[0], device)
+    return SampleChannels(*(getattr(whole, name).index_copy(0, index, torch.cat([getattr(p, name) for p in parts]))
+                            for name in ("sigma", "values", "plain")))
+
+
+def composite_background(rgb: Tensor, opacity: Tensor, background: Tensor) -> Tensor:
+    """Pixel colour ``rgb + (1 - opacity) * background``, clamped to [0, 1].
+
+    Args:
+        rgb: [N, 3] accumulated colour.
+        opacity: [N] accumulated weight.
+        background: [N, 3] or [3] background colour.
+
+    Returns:
+        [N, 3] pixel colours.
+    """
+    return (rgb + (1.0 - opacity).unsqueeze(-1) * background).clamp(0.0, 1.0)
