@@ -250,13 +250,13 @@ def _train(args: argparse.Namespace, sizes, data, base, device) -> tuple[Any, di
 
 
 def render_path(nerf) -> dict[str, Any]:
-    """What renders this model here: its backend setting, its hash grids' implementation, and whether the cuda_ext
-    fast render path is available for CUDA rays (what ``auto`` picks on a GPU)."""
+    """What renders this model here: its backend setting, its hash grids' implementation, and whether the renderer
+    runs the cuda_ext kernels for CUDA rays (what ``auto`` picks on a GPU)."""
     from synctalk_lib.nerf import backends
 
     grids = {getattr(m, "backend", None) for m in nerf.modules() if type(m).__name__ == "HashGrid2D"}
     return {"config_backend": nerf.config.backend, "hash_grids": sorted(g for g in grids if g),
-            "fast_render_path_available": backends.cuda_ext_renderer() is not None}
+            "fast_render_path_available": backends.kernels_for("cuda", nerf.config.backend).name == "cuda_ext"}
 
 
 def _evaluate(args, data, trainer, config, clip, audio, track, device, lpips_ok: bool) -> dict[str, Any]:

@@ -70,15 +70,10 @@ def backend_status(device: torch.device) -> dict[str, str | None]:
         status["cuda_ext"] = "needs a CUDA GPU"
         status["tinycudann"] = "needs a CUDA GPU"
         return status
-    try:
-        import cuda_ext
-
-        ok, reason = cuda_ext.availability("all", device)
-        status["cuda_ext"] = None if ok else reason
-    except ImportError as exc:
-        status["cuda_ext"] = f"cuda_ext not importable: {exc}"
     from synctalk_lib.nerf import backends
 
+    ok, reason = backends.availability("all", device)
+    status["cuda_ext"] = None if ok else reason
     status["tinycudann"] = None if backends.tcnn_module() is not None else \
         "tinycudann is not installed (see cuda_ext/README.md)"
     return status
@@ -197,7 +192,8 @@ def synthetic_frames(model: SyncTalkNeRF, count: int, size: int, device: torch.d
 
 def model_folder_frames(folder: str, backend: str, count: int, device: torch.device) -> tuple[SyncTalkNeRF, Frames]:
     """A trained model folder: its render size, intrinsics, first poses, expressions, region gates, landmarks."""
-    from synctalk_lib.nerf.dataset import gate_masks
+    from synctalk_lib.nerf.frame_rays import frame_rays
+    from synctalk_lib.nerf.inference import model_ray_subject
     from synctalk_lib.nerf.model_folder import SyncTalkModel
 
     subject_model = SyncTalkModel.from_pretrained(folder)
@@ -211,18 +207,11 @@ def model_folder_frames(folder: str, backend: str, count: int, device: torch.dev
     nerf = nerf.to(device).eval()
     subject = subject_model.subject
     h, w = subject_model.render_height, subject_model.render_width
-    focal, cx, cy = subject_model.render_intrinsics
-    regions = subject.regions(h, w)
-    rows_px, cols_px = np.repeat(np.arange(h), w), np.tile(np.arange(w), h)
+    ray_subject = model_ray_subject(subject_model)
     refs = np.arange(min(count, subject.num_frames))
-    rays_o, rays_d, lip, eye = [], [], [], []
-    for j in refs:
-        o, d = image_rays(head_pose_to_ngp(subject.c2w[j]).to(device), focal, cx, cy, h, w)
-        lip_gate, expr_gate = gate_masks(regions, int(j), rows_px, cols_px, subject_model.lip_gate_margin)
-        rays_o.append(o)
-        rays_d.append(d)
-        lip.append(torch.from_numpy(lip_gate).to(device))
-        eye.append(torch.from_numpy(expr_gate).to(device))
+    rays = [frame_rays(ray_subject, int(j), device=device) for j in refs]
+    rays_o, rays_d = [r.rays_o for r in rays], [r.rays_d for r in rays]
+    lip, eye = [r.lip_mask for r in rays], [r.expr_mask for r in rays]
     gen = torch.Generator().manual_seed(0)
     codes = (torch.randn(len(refs), nerf.config.audio_dim, generator=gen) * 0.5).to(device)
     expression = torch.from_numpy(np.ascontiguousarray(subject.expression[refs], np.float32)).to(device)

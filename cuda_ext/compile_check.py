@@ -42,9 +42,9 @@ class KernelReport:
 def _specs() -> list[tuple[str, object, dict[str, str], dict[str, object], int]]:
     """(name, kernel, runtime-argument types, constexpr values, warps) for every specialisation the wrappers
     launch."""
-    from cuda_ext import triton_composite as tc
-    from cuda_ext import triton_hashgrid as th
-    from cuda_ext import triton_march as tm
+    from . import triton_composite as tc
+    from . import triton_hashgrid as th
+    from . import triton_march as tm
 
     specs = []
     for table in ("f32", "f16"):
@@ -63,33 +63,24 @@ def _specs() -> list[tuple[str, object, dict[str, str], dict[str, object], int]]
                                {"C": channels, "NEED_EMB": need_emb, "NEED_U": need_u, "BLOCK": th.BLOCK},
                                th.NUM_WARPS))
     march_args = {"o_ptr": "*fp32", "d_ptr": "*fp32", "near_ptr": "*fp32", "far_ptr": "*fp32", "jitter_ptr": "*fp32",
-                  "kstart_ptr": "*i32", "limit_ptr": "*i32", "grid_ptr": "*i1", "offset_ptr": "*i64",
-                  "pos_ptr": "*fp32", "t_ptr": "*fp32", "ray_ptr": "*i64", "count_ptr": "*i32", "kend_ptr": "*i32",
-                  "n_rays": "i32", "n_candidates": "i32", "step": "fp32", "bound": "fp32", "half_res": "fp32"}
-    for mode, slots in ((tm.MODE_COUNT, 1), (tm.MODE_PACKED, 1), (tm.MODE_PADDED, 16), (tm.MODE_PADDED, 8)):
-        specs.append((f"march[mode={mode},S={slots}]", tm._march_kernel, march_args,
-                      {"res": 128, "HAS_GRID": True, "MODE": mode, "S": slots, "BLOCK": tm.BLOCK},
-                      tm.NUM_WARPS))
-    for c, p, has_mask, has_tau0, values in ((4, 2, False, False, "f32"), (4, 2, False, False, "f16"),
-                                             (3, 0, True, False, "f32"), (4, 2, False, True, "f32")):
+                  "grid_ptr": "*i1", "offset_ptr": "*i64", "pos_ptr": "*fp32", "t_ptr": "*fp32", "ray_ptr": "*i64",
+                  "count_ptr": "*i32", "n_rays": "i32", "n_candidates": "i32", "max_steps": "i32", "step": "fp32",
+                  "bound": "fp32", "half_res": "fp32"}
+    for write in (False, True):
+        specs.append((f"march[write={write}]", tm._march_kernel, march_args,
+                      {"res": 128, "HAS_GRID": True, "WRITE": write, "BLOCK": tm.BLOCK}, tm.NUM_WARPS))
+    for c, p, values in ((4, 2, "f32"), (4, 2, "f16"), (3, 0, "f32")):
         fargs = {"sigma_ptr": TORCH_TO_TRITON[values], "delta_ptr": "*fp32", "t_ptr": "*fp32",
-                 "val_ptr": TORCH_TO_TRITON[values], "plain_ptr": TORCH_TO_TRITON[values], "mask_ptr": "*i1",
-                 "start_ptr": "*i64", "count_ptr": "*i32", "tau0_ptr": "*fp32", "opacity_ptr": "*fp32",
-                 "depth_ptr": "*fp32", "weighted_ptr": "*fp32", "plain_out_ptr": "*fp32", "tau_out_ptr": "*fp32",
-                 "n_rays": "i32", "max_count": "i32", "eps": "fp32"}
-        const = {"C": c, "CP": tc._pow2(c), "P": p, "PP": tc._pow2(p), "HAS_MASK": has_mask, "HAS_TAU0": has_tau0,
-                 "BLOCK": tc.BLOCK}
-        specs.append((f"composite_fwd[{values},C={c},P={p},mask={has_mask},tau0={has_tau0}]",
-                      tc._composite_fwd_kernel, fargs, const, tc.NUM_WARPS))
-        if not has_tau0:
-            bargs = {"sigma_ptr": TORCH_TO_TRITON[values], "delta_ptr": "*fp32", "t_ptr": "*fp32",
-                     "val_ptr": TORCH_TO_TRITON[values], "mask_ptr": "*i1", "start_ptr": "*i64", "count_ptr": "*i32",
-                     "g_opacity_ptr": "*fp32", "g_depth_ptr": "*fp32", "g_weighted_ptr": "*fp32",
-                     "g_plain_ptr": "*fp32", "g_sigma_ptr": "*fp32", "g_val_ptr": "*fp32", "g_plain_in_ptr": "*fp32",
-                     "n_rays": "i32", "max_count": "i32", "eps": "fp32"}
-            bconst = {k: v for k, v in const.items() if k != "HAS_TAU0"}
-            specs.append((f"composite_bwd[{values},C={c},P={p},mask={has_mask}]", tc._composite_bwd_kernel, bargs,
-                          bconst, tc.NUM_WARPS))
+                 "val_ptr": TORCH_TO_TRITON[values], "plain_ptr": TORCH_TO_TRITON[values], "start_ptr": "*i64",
+                 "count_ptr": "*i32", "opacity_ptr": "*fp32", "depth_ptr": "*fp32", "weighted_ptr": "*fp32",
+                 "plain_out_ptr": "*fp32", "n_rays": "i32", "max_count": "i32", "eps": "fp32"}
+        const = {"C": c, "CP": tc._pow2(c), "P": p, "PP": tc._pow2(p), "BLOCK": tc.BLOCK}
+        specs.append((f"composite_fwd[{values},C={c},P={p}]", tc._composite_fwd_kernel, fargs, const, tc.NUM_WARPS))
+        bargs = {"sigma_ptr": TORCH_TO_TRITON[values], "delta_ptr": "*fp32", "t_ptr": "*fp32",
+                 "val_ptr": TORCH_TO_TRITON[values], "start_ptr": "*i64", "count_ptr": "*i32", "g_opacity_ptr": "*fp32",
+                 "g_depth_ptr": "*fp32", "g_weighted_ptr": "*fp32", "g_plain_ptr": "*fp32", "g_sigma_ptr": "*fp32",
+                 "g_val_ptr": "*fp32", "g_plain_in_ptr": "*fp32", "n_rays": "i32", "max_count": "i32", "eps": "fp32"}
+        specs.append((f"composite_bwd[{values},C={c},P={p}]", tc._composite_bwd_kernel, bargs, const, tc.NUM_WARPS))
     return specs
 
 

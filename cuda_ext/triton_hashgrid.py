@@ -1,6 +1,6 @@
 """Triton kernels for the 2-D multiresolution hash grid (one plane of the tri-plane encoder).
 
-Computes exactly what :func:`synctalk_lib.nerf.hashgrid.hash_grid_2d_torch` computes (same table layout, same
+Computes exactly what its PyTorch twin :func:`cuda_ext.hashgrid.hash_grid_2d_torch` computes (same table layout, same
 lookup rule, same weights; reference-synctalk.md 5.1), for all levels in one launch:
 
 - forward: program ``(block of points, level)``; each point's cell corners are indexed densely
@@ -16,7 +16,7 @@ Float32 atomics make the table gradient's summation order, and so its last bits,
 are compiled with ``enable_fp_fusion=False`` so ``u * scale + 0.5`` rounds exactly like PyTorch (a fused
 multiply-add could move a point across a cell boundary and pick other rows).
 
-Importing this module imports Triton; :mod:`cuda_ext` imports it only on first use.
+Importing this module imports Triton; nothing imports it before the kernels are asked for.
 """
 from __future__ import annotations
 
@@ -25,8 +25,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from synctalk_lib.nerf.hashgrid import hash_grid_2d_torch as _hash_grid_2d_torch  # the PyTorch twin (reference)
-from synctalk_lib.nerf.hashgrid import level_table
+from .hashgrid import hash_grid_2d_torch
 
 HASH_PRIME = tl.constexpr(2654435761)
 """Multiplier of the second coordinate in the spatial hash (a constexpr so kernels can read it)."""
@@ -35,8 +34,18 @@ NUM_WARPS = 4  # 128 threads: one lane per point of a block
 
 
 @triton.jit
-def _corners(u_ptr, offsets_ptr, scales_ptr, strides_ptr, dense_ptr, pid, level, n_points, BLOCK: tl.constexpr):
-    """Shared front of forward and backward: point ids, inside mask, fractions and the 4 absolute row indices."""
+def _bilinear(fx, fy):
+    """Bilinear weights of the corners 00, 10, 01, 11."""
+    return (1.0 - fx) * (1.0 - fy), fx * (1.0 - fy), (1.0 - fx) * fy, fx * fy
+
+
+@triton.jit
+def _corners(u_ptr, offsets_ptr, scales_ptr, strides_ptr, dense_ptr, n_points, n_levels, C: tl.constexpr,
+             BLOCK: tl.constexpr):
+    """Shared front of forward and backward for program (block of points, level): point ids, inside mask,
+    fractions, the 4 absolute row indices, their bilinear weights and each point's first output element."""
+    pid = tl.program_id(0)
+    level = tl.program_id(1)
     idx = pid * BLOCK + tl.arange(0, BLOCK)
     valid = idx < n_points
     ux = tl.load(u_ptr + idx * 2, mask=valid, other=0.0).to(tl.float32)
@@ -68,27 +77,29 @@ def _corners(u_ptr, offsets_ptr, scales_ptr, strides_ptr, dense_ptr, pid, level,
     r10 = tl.where(dense, x1 + y0 * stride, x1 ^ hy0) % size
     r01 = tl.where(dense, x0 + y1 * stride, x0 ^ hy1) % size
     r11 = tl.where(dense, x1 + y1 * stride, x1 ^ hy1) % size
+    w00, w10, w01, w11 = _bilinear(fx, fy)
+    out_row = idx.to(tl.int64) * (n_levels * C) + level * C
     return (idx, valid, inside, fx, fy, scale,
-            first + r00.to(tl.int64), first + r10.to(tl.int64), first + r01.to(tl.int64), first + r11.to(tl.int64))
+            first + r00.to(tl.int64), first + r10.to(tl.int64), first + r01.to(tl.int64), first + r11.to(tl.int64),
+            w00, w10, w01, w11, out_row)
+
+
+@triton.jit
+def _rows(emb_ptr, r00, r10, r01, r11, c, inside, C: tl.constexpr):
+    """Channel ``c`` of the 4 corner rows, in float32 (0 outside the square)."""
+    return (tl.load(emb_ptr + r00 * C + c, mask=inside, other=0.0).to(tl.float32),
+            tl.load(emb_ptr + r10 * C + c, mask=inside, other=0.0).to(tl.float32),
+            tl.load(emb_ptr + r01 * C + c, mask=inside, other=0.0).to(tl.float32),
+            tl.load(emb_ptr + r11 * C + c, mask=inside, other=0.0).to(tl.float32))
 
 
 @triton.jit
 def _hashgrid_fwd_kernel(u_ptr, emb_ptr, out_ptr, offsets_ptr, scales_ptr, strides_ptr, dense_ptr, n_points,
                          n_levels, C: tl.constexpr, BLOCK: tl.constexpr):
-    pid = tl.program_id(0)
-    level = tl.program_id(1)
-    idx, valid, inside, fx, fy, scale, r00, r10, r01, r11 = _corners(
-        u_ptr, offsets_ptr, scales_ptr, strides_ptr, dense_ptr, pid, level, n_points, BLOCK)
-    w00 = (1.0 - fx) * (1.0 - fy)
-    w10 = fx * (1.0 - fy)
-    w01 = (1.0 - fx) * fy
-    w11 = fx * fy
-    out_row = idx.to(tl.int64) * (n_levels * C) + level * C
+    idx, valid, inside, fx, fy, scale, r00, r10, r01, r11, w00, w10, w01, w11, out_row = _corners(
+        u_ptr, offsets_ptr, scales_ptr, strides_ptr, dense_ptr, n_points, n_levels, C, BLOCK)
     for c in tl.static_range(C):
-        e00 = tl.load(emb_ptr + r00 * C + c, mask=inside, other=0.0).to(tl.float32)
-        e10 = tl.load(emb_ptr + r10 * C + c, mask=inside, other=0.0).to(tl.float32)
-        e01 = tl.load(emb_ptr + r01 * C + c, mask=inside, other=0.0).to(tl.float32)
-        e11 = tl.load(emb_ptr + r11 * C + c, mask=inside, other=0.0).to(tl.float32)
+        e00, e10, e01, e11 = _rows(emb_ptr, r00, r10, r01, r11, c, inside, C)
         value = w00 * e00 + w10 * e10 + w01 * e01 + w11 * e11
         value = tl.where(inside, value, 0.0)
         tl.store(out_ptr + out_row + c, value.to(out_ptr.dtype.element_ty), mask=valid)
@@ -98,15 +109,8 @@ def _hashgrid_fwd_kernel(u_ptr, emb_ptr, out_ptr, offsets_ptr, scales_ptr, strid
 def _hashgrid_bwd_kernel(u_ptr, emb_ptr, grad_out_ptr, grad_emb_ptr, grad_u_ptr, offsets_ptr, scales_ptr,
                          strides_ptr, dense_ptr, n_points, n_levels, C: tl.constexpr, NEED_EMB: tl.constexpr,
                          NEED_U: tl.constexpr, BLOCK: tl.constexpr):
-    pid = tl.program_id(0)
-    level = tl.program_id(1)
-    idx, valid, inside, fx, fy, scale, r00, r10, r01, r11 = _corners(
-        u_ptr, offsets_ptr, scales_ptr, strides_ptr, dense_ptr, pid, level, n_points, BLOCK)
-    w00 = (1.0 - fx) * (1.0 - fy)
-    w10 = fx * (1.0 - fy)
-    w01 = (1.0 - fx) * fy
-    w11 = fx * fy
-    out_row = idx.to(tl.int64) * (n_levels * C) + level * C
+    idx, valid, inside, fx, fy, scale, r00, r10, r01, r11, w00, w10, w01, w11, out_row = _corners(
+        u_ptr, offsets_ptr, scales_ptr, strides_ptr, dense_ptr, n_points, n_levels, C, BLOCK)
     dx = tl.zeros([BLOCK], dtype=tl.float32)
     dy = tl.zeros([BLOCK], dtype=tl.float32)
     for c in tl.static_range(C):
@@ -117,10 +121,7 @@ def _hashgrid_bwd_kernel(u_ptr, emb_ptr, grad_out_ptr, grad_emb_ptr, grad_u_ptr,
             tl.atomic_add(grad_emb_ptr + r01 * C + c, w01 * g, mask=inside, sem="relaxed")
             tl.atomic_add(grad_emb_ptr + r11 * C + c, w11 * g, mask=inside, sem="relaxed")
         if NEED_U:
-            e00 = tl.load(emb_ptr + r00 * C + c, mask=inside, other=0.0).to(tl.float32)
-            e10 = tl.load(emb_ptr + r10 * C + c, mask=inside, other=0.0).to(tl.float32)
-            e01 = tl.load(emb_ptr + r01 * C + c, mask=inside, other=0.0).to(tl.float32)
-            e11 = tl.load(emb_ptr + r11 * C + c, mask=inside, other=0.0).to(tl.float32)
+            e00, e10, e01, e11 = _rows(emb_ptr, r00, r10, r01, r11, c, inside, C)
             dx += g * ((1.0 - fy) * (e10 - e00) + fy * (e11 - e01))
             dy += g * ((1.0 - fx) * (e01 - e00) + fx * (e11 - e10))
     if NEED_U:
@@ -202,17 +203,17 @@ def probe(kind: str) -> str | None:
     """Run forward and backward (float32 and float16 tables) on a tiny grid; None when they match the twin."""
     device = torch.device("cuda" if kind == "cuda" else "cpu")
     gen = torch.Generator().manual_seed(0)
-    table = level_table(3, 4, 5, 16)  # dense and hashed levels
-    offsets = torch.tensor(table.offsets, dtype=torch.int32, device=device)
-    scales = torch.tensor(table.scales, dtype=torch.float32, device=device)
-    strides = torch.tensor(table.strides, dtype=torch.int64, device=device)
-    dense = torch.tensor(table.dense, dtype=torch.bool, device=device)
+    # the level table of 3 levels, resolutions 4..16, 32 rows each: one dense level, then two hashed ones
+    offsets = torch.tensor([0, 32, 64, 96], dtype=torch.int32, device=device)
+    scales = torch.tensor([3.0, 7.0, 15.0], dtype=torch.float32, device=device)
+    strides = torch.tensor([5, 9, 17], dtype=torch.int64, device=device)
+    dense = torch.tensor([True, False, False], device=device)
     u = (torch.rand(64, 2, generator=gen) * 1.2 - 0.1).to(device).requires_grad_(True)
-    emb = torch.randn(table.offsets[-1], 1, generator=gen).to(device).requires_grad_(True)
+    emb = torch.randn(96, 1, generator=gen).to(device).requires_grad_(True)
     weights = torch.randn(64, 3, generator=gen).to(device)
     fast = hash_grid_2d_triton(u, emb, offsets, scales, strides, dense)
     grad_u, grad_emb = torch.autograd.grad((fast * weights).sum(), (u, emb))
-    ref = _hash_grid_2d_torch(u, emb, offsets, scales, strides, dense)
+    ref = hash_grid_2d_torch(u, emb, offsets, scales, strides, dense)
     ref_u, ref_emb = torch.autograd.grad((ref * weights).sum(), (u, emb))
     half = hash_grid_2d_triton(u.detach(), emb.detach().half().requires_grad_(True), offsets, scales, strides, dense)
     half.float().sum().backward()

@@ -1,5 +1,6 @@
-"""Parity of the Triton compositing kernels with ``synctalk_lib.nerf.compositing`` (outputs and gradients), plus
-hand-worked cases. CPU through Triton's interpreter in CI; GPU where present. Tiny sizes (the interpreter is slow).
+"""Parity of the Triton compositing kernel with its PyTorch twin ``cuda_ext.composite.composite_packed_torch``
+(outputs and gradients), plus hand-worked cases. CPU through Triton's interpreter in CI; GPU where present. Tiny
+sizes (the interpreter is slow).
 """
 from __future__ import annotations
 
@@ -12,12 +13,8 @@ from cuda_ext_testing import DEVICE, assert_close, one_thread, require_triton  #
 
 require_triton()
 
-from cuda_ext.torch_twins import composite_dense_torch, composite_packed_torch, composite_step_torch  # noqa: E402
-from cuda_ext.triton_composite import (  # noqa: E402
-    composite_dense_triton,
-    composite_packed_triton,
-    composite_step_triton,
-)
+from cuda_ext.composite import composite_packed_torch  # noqa: E402
+from cuda_ext.triton_composite import composite_packed_triton  # noqa: E402
 
 FIELDS = ("opacity", "depth", "weighted", "plain")
 
@@ -77,26 +74,6 @@ def test_packed_forward_and_gradients_match_reference(sigma_scale):
         assert_close(a, b, 1e-5, f"gradient of {name}")
 
 
-def test_dense_layout_with_holes_matches_reference():
-    """Padded [N, S] samples whose mask has gaps (real samples need not come first)."""
-    gen = torch.Generator().manual_seed(5)
-    n, s = 12, 9
-    sigma = (torch.rand(n, s, generator=gen) * 60).to(DEVICE).requires_grad_(True)
-    deltas = torch.full((n, s), 0.05, device=DEVICE)
-    t = torch.rand(n, s, generator=gen).cumsum(1).to(DEVICE)
-    mask = (torch.rand(n, s, generator=gen) > 0.3).to(DEVICE)
-    values = torch.rand(n, s, 3, generator=gen).to(DEVICE).requires_grad_(True)
-    fast = composite_dense_triton(sigma, deltas, t, mask, values)
-    ref = composite_dense_torch(sigma, deltas, t, mask, values)
-    for name in ("opacity", "depth", "weighted"):
-        assert_close(getattr(fast, name), getattr(ref, name), 1e-5, name)
-    g_fast = torch.autograd.grad(fast.weighted.sum() + fast.opacity.sum(), (sigma, values))
-    g_ref = torch.autograd.grad(ref.weighted.sum() + ref.opacity.sum(), (sigma, values))
-    assert_close(g_fast[0], g_ref[0], 1e-5, "gradient of sigma")
-    assert_close(g_fast[1], g_ref[1], 1e-5, "gradient of values")
-    assert bool((g_fast[0][~mask] == 0).all()), "masked-out samples get no gradient"
-
-
 def test_float16_inputs_match_float32_reference():
     gen = torch.Generator().manual_seed(9)
     sigma, deltas, t, offsets, values, plain = random_packed(gen, rays=8)
@@ -106,37 +83,3 @@ def test_float16_inputs_match_float32_reference():
                                  plain.detach().half().float())
     for name in FIELDS:
         assert_close(getattr(fast, name), getattr(ref, name), 1e-3, f"fp16 {name}")
-
-
-def test_inference_steps_add_up_to_one_pass():
-    """Compositing a ray in two steps (carrying the optical depth) equals compositing it at once, in the kernel
-    and in its twin."""
-    gen = torch.Generator().manual_seed(11)
-    a, s = 10, 8
-    sigma = (torch.rand(a, s, generator=gen) * 80).to(DEVICE)
-    deltas = torch.full((a, s), 0.0270633, device=DEVICE)
-    t = torch.rand(a, s, generator=gen).cumsum(1).to(DEVICE)
-    values = torch.rand(a, s, 4, generator=gen).to(DEVICE)
-    plain = torch.rand(a, s, 2, generator=gen).to(DEVICE)
-    whole = composite_dense_torch(sigma, deltas, t, None, values, plain)
-    for step_fn in (composite_step_triton, composite_step_torch):
-        tau = torch.zeros(a, device=DEVICE)
-        sums = {name: 0 for name in FIELDS}
-        for cols in (slice(0, 3), slice(3, s)):
-            width = cols.stop - cols.start
-            part, tau = step_fn(sigma[:, cols].contiguous(), deltas[:, cols].contiguous(), t[:, cols].contiguous(),
-                                torch.full((a,), width, dtype=torch.int32, device=DEVICE), tau,
-                                values[:, cols].contiguous(), plain[:, cols].contiguous())
-            for name in FIELDS:
-                sums[name] = sums[name] + getattr(part, name)
-        for name in FIELDS:
-            assert_close(sums[name], getattr(whole, name), 1e-5, f"{step_fn.__name__}: {name}")
-        assert_close(tau, (sigma * deltas).sum(1), 1e-5, f"{step_fn.__name__}: optical depth")
-    # partly filled rows and an incoming optical depth (some rays already nearly opaque)
-    tau0 = (torch.rand(a, generator=gen) * 10).to(DEVICE)
-    partial = torch.randint(0, s + 1, (a,), generator=gen).to(torch.int32).to(DEVICE)
-    part_fast, tau_fast = composite_step_triton(sigma, deltas, t, partial, tau0, values, plain)
-    part_ref, tau_ref = composite_step_torch(sigma, deltas, t, partial, tau0, values, plain)
-    for name in FIELDS:
-        assert_close(getattr(part_fast, name), getattr(part_ref, name), 1e-5, f"step with tau0: {name}")
-    assert_close(tau_fast, tau_ref, 1e-6, "step with tau0: optical depth")

@@ -1,4 +1,4 @@
-"""Parity of the Triton hash-grid kernels with the PyTorch reference (outputs and gradients).
+"""Parity of the Triton hash-grid kernels with their PyTorch twin ``cuda_ext.hashgrid`` (outputs and gradients).
 
 Runs in CI on the CPU through Triton's interpreter (TRITON_INTERPRET=1, set here before Triton is imported) and on
 the GPU where one is present. Sizes are tiny because the interpreter is slow.
@@ -13,8 +13,9 @@ from cuda_ext_testing import DEVICE, assert_close, one_thread, require_triton  #
 
 require_triton()
 
+from cuda_ext.hashgrid import hash_grid_2d_reference, hash_grid_2d_torch  # noqa: E402
 from cuda_ext.triton_hashgrid import hash_grid_2d_triton  # noqa: E402
-from synctalk_lib.nerf.hashgrid import hash_grid_2d_reference, hash_grid_2d_torch, level_table  # noqa: E402
+from synctalk_lib.nerf.hashgrid import level_table  # noqa: E402
 
 
 def table_tensors(table):
@@ -89,19 +90,19 @@ def test_float16_table_matches_float32_reference():
     assert_close(g16, g32, 1e-3, "fp16 table gradient")
 
 
-def test_empty_input_and_public_wrapper():
-    import cuda_ext
+def test_empty_input_and_kernel_set():
+    from synctalk_lib.nerf import backends
 
     table = level_table(3, 4, 6, 16)
     offsets, scales, strides, dense = table_tensors(table)
     emb = torch.randn(table.offsets[-1], 1).to(DEVICE)
     empty = hash_grid_2d_triton(torch.zeros(0, 2, device=DEVICE), emb, offsets, scales, strides, dense)
     assert empty.shape == (0, 3)
-    ok, reason = cuda_ext.availability("hashgrid", DEVICE)
+    ok, reason = backends.availability("hashgrid", DEVICE)
     assert ok, reason
     u = random_points(32, torch.Generator().manual_seed(3))
-    assert_close(cuda_ext.hash_grid_2d(u, emb, offsets, scales, strides, dense),
-                 hash_grid_2d_torch(u, emb, offsets, scales, strides, dense), 1e-5, "public wrapper")
+    assert_close(backends.triton_kernels().hash_grid_2d(u, emb, offsets, scales, strides, dense),
+                 hash_grid_2d_torch(u, emb, offsets, scales, strides, dense), 1e-5, "kernel set's hash grid")
 
 
 def test_rejects_bad_shapes_with_a_clear_message():
@@ -114,9 +115,9 @@ def test_rejects_bad_shapes_with_a_clear_message():
 
 def test_availability_probe_works_under_inference_mode():
     """ComfyUI runs nodes under torch.inference_mode(); the first availability question may come from there."""
-    from cuda_ext import _backend
+    from synctalk_lib.nerf import backends
 
-    _backend.reset()
+    backends.reset()
     with torch.inference_mode():
-        ok, reason = _backend.availability("all", DEVICE)
+        ok, reason = backends.availability("all", DEVICE)
     assert ok, reason

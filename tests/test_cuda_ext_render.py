@@ -1,6 +1,6 @@
-"""The fast render path (``cuda_ext.renderer``) against the model's PyTorch renderer: same pixels, alpha, depth,
-attention sums and uncertainty; same gradients; the same parameters after a few training steps. CPU through
-Triton's interpreter in CI; GPU where present. A tiny model keeps the interpreter fast.
+"""The renderer with cuda_ext's Triton kernels against the same renderer with their PyTorch twins: same pixels,
+alpha, depth, attention sums and uncertainty; same gradients; the same parameters after a few training steps.
+CPU through Triton's interpreter in CI; GPU where present. A tiny model keeps the interpreter fast.
 """
 from __future__ import annotations
 
@@ -12,8 +12,17 @@ from cuda_ext_testing import DEVICE, assert_close, one_thread, require_triton  #
 
 require_triton()
 
-from cuda_ext.renderer import render_chunk  # noqa: E402
-from synctalk_lib.nerf import NerfConfig, SyncTalkNeRF  # noqa: E402
+from synctalk_lib.nerf import NerfConfig, SyncTalkNeRF, backends  # noqa: E402
+
+
+def render_fast(model, rays_o, rays_d, **kwargs):
+    """The renderer with the Triton kernels (Triton's interpreter on the CPU)."""
+    return model.render(rays_o, rays_d, kernels=backends.triton_kernels(), **kwargs)
+
+
+def render_twins(model, rays_o, rays_d, **kwargs):
+    """The renderer with the kernels' PyTorch twins (the reference)."""
+    return model.render(rays_o, rays_d, kernels=backends.twins(), **kwargs)
 
 OUTPUTS = ("rgb", "alpha", "depth", "amb_aud", "amb_eye", "uncertainty")
 
@@ -66,36 +75,38 @@ def test_inference_until_opaque_matches_pytorch_renderer(density_gain):
         return field_forward(positions, *args, **kw)
 
     with torch.no_grad():
-        ref = model._render_chunk(rays_o, rays_d, perturb=False, generator=None, **kwargs)
+        ref = render_twins(model, rays_o, rays_d, perturb=False, generator=None, **kwargs)
         model.field.forward = counting_field
         try:
-            fast = render_chunk(model, rays_o, rays_d, perturb=False, generator=None, **kwargs)
+            fast = render_fast(model, rays_o, rays_d, perturb=False, generator=None, **kwargs)
         finally:
             model.field.forward = field_forward
     for name in OUTPUTS:
         assert_close(getattr(fast, name), getattr(ref, name), 1e-5, name)
     if density_gain > 1:
         assert float((ref.alpha > 0.9999).float().mean()) > 0.3, "scene meant to be mostly opaque"
-        full = _samples_in_full_march(model, rays_o, rays_d)  # what the PyTorch renderer evaluates
+        full = _samples_in_full_march(model, rays_o, rays_d)  # what a training render evaluates
         assert sum(evaluated) < 0.8 * full, \
-            f"march-until-opaque evaluated {sum(evaluated)} of {full} samples; it should skip those behind opaque ones"
+            f"rendering until opaque evaluated {sum(evaluated)} of {full} samples; it should skip those behind " \
+            "opaque ones"
 
 
 def _samples_in_full_march(model: SyncTalkNeRF, rays_o: torch.Tensor, rays_d: torch.Tensor) -> int:
-    from synctalk_lib.nerf.sampler import march_rays, ray_aabb_intersect
+    from synctalk_lib.nerf.sampler import ray_aabb_intersect
 
     near, far, _ = ray_aabb_intersect(rays_o, rays_d, model.aabb, model.config.min_near)
-    samples = march_rays(rays_o, rays_d, near, far, step=model.config.step_size, max_steps=model.config.max_steps,
-                         occupancy=model.occupancy)
-    return samples.num_samples
+    samples = backends.twins().march_packed(rays_o, rays_d, near, far, step=model.config.step_size,
+                                            max_steps=model.config.max_steps, occupied=model.occupancy.occupied,
+                                            bound=model.occupancy.bound)
+    return int(samples.offsets[-1])
 
 
 def test_training_path_matches_outputs_and_gradients():
     model = tiny_model(20.0)
     rays_o, rays_d, bg = rays(96)
     kwargs = inputs(model, bg)
-    ref = model._render_chunk(rays_o, rays_d, perturb=True, generator=torch.Generator().manual_seed(7), **kwargs)
-    fast = render_chunk(model, rays_o, rays_d, perturb=True, generator=torch.Generator().manual_seed(7), **kwargs)
+    ref = render_twins(model, rays_o, rays_d, perturb=True, generator=torch.Generator().manual_seed(7), **kwargs)
+    fast = render_fast(model, rays_o, rays_d, perturb=True, generator=torch.Generator().manual_seed(7), **kwargs)
     for name in OUTPUTS:
         assert_close(getattr(fast, name), getattr(ref, name), 1e-5, name)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -126,10 +137,8 @@ def test_a_few_training_steps_give_the_same_model():
         for step in range(3):
             kwargs = inputs(model, bg)
             gen = torch.Generator().manual_seed(100 + step)
-            if which == 0:
-                out = model._render_chunk(rays_o, rays_d, perturb=True, generator=gen, **kwargs)
-            else:
-                out = render_chunk(model, rays_o, rays_d, perturb=True, generator=gen, **kwargs)
+            render = render_twins if which == 0 else render_fast
+            out = render(model, rays_o, rays_d, perturb=True, generator=gen, **kwargs)
             loss = (out.rgb - target).square().mean()
             params = [p for p in model.parameters() if p.requires_grad]
             grads = torch.autograd.grad(loss, params, allow_unused=True)
@@ -144,8 +153,8 @@ def test_a_few_training_steps_give_the_same_model():
         assert_close(a, b, 1e-3, f"parameter {name} after training")
     with torch.no_grad():
         kwargs = inputs(models[0], bg)
-        image_ref = models[0]._render_chunk(rays_o, rays_d, perturb=False, generator=None, **kwargs).rgb
-        image_fast = render_chunk(models[1], rays_o, rays_d, perturb=False, generator=None, **kwargs).rgb
+        image_ref = render_twins(models[0], rays_o, rays_d, perturb=False, generator=None, **kwargs).rgb
+        image_fast = render_fast(models[1], rays_o, rays_d, perturb=False, generator=None, **kwargs).rgb
     assert_close(image_fast, image_ref, 1e-3, "rendered pixels after training")
 
 

@@ -9,7 +9,9 @@ import torch
 
 from synctalk_lib.errors import InputError
 from synctalk_lib.face import regions as R
-from synctalk_lib.nerf.dataset import DataSettings, SubjectData, check_inputs, gate_masks, split_frames
+from synctalk_lib.face.regions import Rect
+from synctalk_lib.nerf.dataset import DataSettings, SubjectData, check_inputs, split_frames
+from synctalk_lib.nerf.frame_rays import frame_rays
 from synctalk_lib.nerf.rays import head_pose_to_ngp, pixel_rays
 from synctalk_lib.types import AudioFeatures
 from tests.nerf_fixtures import make_subject
@@ -124,10 +126,9 @@ def test_patches_and_lips_square(data):
 
 
 def test_attention_gates(data):
-    rows, cols = np.mgrid[0:data.height, 0:data.width]
-    lip, expr = gate_masks(data.regions, 2, rows.ravel(), cols.ravel(), data.settings.lip_gate_margin)
-    lip = lip.reshape(data.height, data.width)
-    expr = expr.reshape(data.height, data.width)
+    rays = frame_rays(data.ray_subject, 2)
+    lip = rays.lip_mask.numpy().reshape(data.height, data.width)
+    expr = rays.expr_mask.numpy().reshape(data.height, data.width)
     assert lip.min() >= 0 and expr.min() >= 0 and (lip + expr).max() <= 1.0 + 1e-6  # never both fully on
     pts = data.regions.points(2)
     lips = pts[list(R.LIPS_OUTER)]
@@ -143,6 +144,34 @@ def test_attention_gates(data):
     assert 0 < band.sum() < 0.5 * (lip > 0).sum()
     # outside the face both gates are off (hair, background)
     assert lip[0].max() == 0 and expr[0].max() == 0
+
+
+def test_frame_rays_of_pixel_subsets_boxes_poses_and_sizes(data, subject):
+    """``frame_rays``: a pixel subset, a box and the frame's own pose given explicitly are the matching rays (up to
+    float32 rounding of the rotation) and exactly the matching gates of the whole image; the training batches use
+    the same rays; at twice the size the four sub-pixels of a pixel look where it looks (intrinsics scale)."""
+    whole = frame_rays(data.ray_subject, 3)
+    h, w = data.height, data.width
+    assert whole.rays_o.shape == (h * w, 3) and whole.lip_mask.shape == (h * w,)
+    rows, cols = np.array([5, 40, 17, 63]), np.array([0, 22, 31, 63])
+    subset = frame_rays(data.ray_subject, 3, pixels=(rows, cols))
+    box = frame_rays(data.ray_subject, 3, box=Rect(10, 30, 20, 44))
+    posed = frame_rays(data.ray_subject, 3, pose=subject.pose.c2w[3])
+    box_rows, box_cols = np.mgrid[10:30, 20:44]
+    for part, flat in ((subset, rows * w + cols), (box, (box_rows * w + box_cols).ravel()), (posed, np.arange(h * w))):
+        for name in ("rows", "cols", "lip_mask", "expr_mask"):
+            assert torch.equal(getattr(part, name), getattr(whole, name)[flat]), name
+        for name in ("rays_o", "rays_d"):
+            assert torch.allclose(getattr(part, name), getattr(whole, name)[flat], rtol=0, atol=1e-6), name
+    batch = data.rays_for_pixels(3, rows, cols)
+    assert torch.equal(batch.rays_d, subset.rays_d) and torch.equal(batch.lip_mask, subset.lip_mask)
+    double = frame_rays(data.ray_subject, 3, size=(2 * h, 2 * w))
+    assert double.rays_d.shape == (4 * h * w, 3) and torch.allclose(double.rays_o[0], whole.rays_o[0])
+    quads = double.rays_d.reshape(h, 2, w, 2, 3).mean(dim=(1, 3)).reshape(-1, 3)
+    assert float((torch.nn.functional.normalize(quads, dim=-1) - whole.rays_d).abs().max()) < 1e-4
+    lip_double = double.lip_mask.reshape(h, 2, w, 2).mean(dim=(1, 3)).reshape(-1)
+    agree = ((lip_double > 0.5) == (whole.lip_mask > 0.5)).float().mean()
+    assert float(agree) > 0.97 and float(whole.lip_mask.max()) == 1.0
 
 
 def test_frames_stay_uint8_and_the_cache_is_bounded(subject):

@@ -7,9 +7,9 @@ import warnings
 import pytest
 import torch
 
+from cuda_ext.hashgrid import HASH_PRIME, hash_grid_2d_reference, hash_grid_2d_torch
 from synctalk_lib.nerf import backends
-from synctalk_lib.nerf.hashgrid import (HASH_PRIME, HashGrid2D, hash_grid_2d_reference, hash_grid_2d_torch,
-                                        level_table, make_hash_grid_2d)
+from synctalk_lib.nerf.hashgrid import HashGrid2D, level_table, make_hash_grid_2d
 from synctalk_lib.nerf.triplane import TriPlaneEncoding
 
 # reference-synctalk.md 5.1

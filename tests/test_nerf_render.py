@@ -3,18 +3,21 @@ rays in NGP space and inference determinism."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from synctalk_lib.nerf.compositing import accumulate, composite_background, render_weights
+from cuda_ext.composite import accumulate, render_weights
+from cuda_ext.march import march_packed_torch
 from synctalk_lib.nerf.config import NerfConfig
 from synctalk_lib.nerf.field import FieldOutputs
-from synctalk_lib.nerf.model import RenderOutput, SyncTalkNeRF, volume_render
+from synctalk_lib.nerf.model import SyncTalkNeRF
 from synctalk_lib.nerf.occupancy import OccupancyGrid, dilate6
 from synctalk_lib.nerf.rays import head_pose_to_ngp, image_rays, pixel_rays
-from synctalk_lib.nerf.sampler import march_rays, ray_aabb_intersect
+from synctalk_lib.nerf.renderer import RenderOutput, composite_background, volume_render
+from synctalk_lib.nerf.sampler import ray_aabb_intersect, sample_jitter
 
 AABB = (-1.0, -0.5, -1.0, 1.0, 0.5, 1.0)
 DT = 2 * math.sqrt(3) / 128
@@ -80,34 +83,36 @@ def test_marching_lattice_occupancy_and_max_steps():
     o = torch.tensor([[0.0, 0.0, -2.0]])
     d = torch.tensor([[0.0, 0.0, 1.0]])
     near, far, _ = ray_aabb_intersect(o, d, AABB, 0.05)  # 1 .. 3
-    dense = march_rays(o, d, near, far, step=DT, max_steps=200)
+    dense = march_packed_torch(o, d, near, far, step=DT, max_steps=200)
     count = math.ceil(2.0 / DT)
-    assert dense.num_samples == count
-    assert torch.allclose(dense.t[0, :count], 1.0 + DT * torch.arange(count, dtype=torch.float32), atol=1e-5)
-    assert torch.allclose(dense.deltas[0, :count], torch.full((count,), DT))
-    limited = march_rays(o, d, near, far, step=DT, max_steps=16)
-    assert limited.mask.shape == (1, 16) and limited.num_samples == 16
-    assert torch.equal(limited.t[0], dense.t[0, :16])
+    assert dense.offsets.tolist() == [0, count] and dense.ray_indices.tolist() == [0] * count
+    assert torch.allclose(dense.t, 1.0 + DT * torch.arange(count, dtype=torch.float32), atol=1e-5)
+    assert torch.allclose(dense.deltas, torch.full((count,), DT))
+    assert torch.allclose(dense.positions, o + dense.t[:, None] * d)
+    limited = march_packed_torch(o, d, near, far, step=DT, max_steps=16)
+    assert limited.offsets.tolist() == [0, 16] and torch.equal(limited.t, dense.t[:16])
     # occupancy: only the cells with z in [0.25, 0.5) are occupied
     grid = OccupancyGrid(resolution=128)
     grid.occupied.zero_()
     grid.occupied[:, :, 80:96] = True  # z cells 80..95 <-> [0.25, 0.5)
-    skipped = march_rays(o, d, near, far, step=DT, max_steps=16, occupancy=grid)
-    z = skipped.positions[0, skipped.mask[0], 2]
-    inside = (dense.positions[0, :count, 2] >= 0.25) & (dense.positions[0, :count, 2] < 0.5)
-    assert torch.allclose(z, dense.positions[0, :count, 2][inside])
-    assert bool((skipped.positions[0, ~skipped.mask[0]] == 0).all())
+    skipped = march_packed_torch(o, d, near, far, step=DT, max_steps=16, occupied=grid.occupied, bound=grid.bound)
+    inside = (dense.positions[:, 2] >= 0.25) & (dense.positions[:, 2] < 0.5)
+    assert torch.allclose(skipped.positions[:, 2], dense.positions[inside, 2])
+    assert bool(grid.query(skipped.positions).all())
 
 
 def test_marching_jitter_is_seeded_and_bounded():
     o = torch.zeros(64, 3) + torch.tensor([0.0, 0.0, -2.0])
     d = torch.tensor([[0.0, 0.0, 1.0]]).expand(64, 3)
     near, far, _ = ray_aabb_intersect(o, d, AABB, 0.05)
-    a = march_rays(o, d, near, far, step=DT, max_steps=16, perturb=True, generator=torch.Generator().manual_seed(1))
-    b = march_rays(o, d, near, far, step=DT, max_steps=16, perturb=True, generator=torch.Generator().manual_seed(1))
-    c = march_rays(o, d, near, far, step=DT, max_steps=16, perturb=True, generator=torch.Generator().manual_seed(2))
+
+    def march(seed: int):
+        jitter = sample_jitter(o, torch.Generator().manual_seed(seed))
+        return march_packed_torch(o, d, near, far, step=DT, max_steps=16, jitter=jitter)
+
+    a, b, c = march(1), march(1), march(2)
     assert torch.equal(a.t, b.t) and not torch.equal(a.t, c.t)
-    offset = a.t[:, 0] - near
+    offset = a.t[a.offsets[:-1]] - near  # first sample of each ray
     assert bool((offset >= 0).all()) and bool((offset < DT).all()) and float(offset.std()) > DT / 8
 
 
@@ -415,3 +420,32 @@ def test_cuda_render_matches_cpu():
     for name in ("rgb", "alpha", "depth"):
         a, b = getattr(cpu, name), getattr(gpu, name).cpu()
         assert torch.allclose(a, b, atol=1e-4), f"{name}: {float((a - b).abs().max())}"
+
+
+def test_renders_what_the_padded_renderer_rendered():
+    """The renderer (packed samples, until-opaque inference) against images and attention sums written by the
+    padded renderer it replaced (commit 4b16e14, same seeded scene: a model with strong random features and an
+    occupancy grid from its density, 24 x 24 pixels, translucent to nearly opaque rays) — inference and training
+    (jittered) renders agree to float32 rounding."""
+    torch.manual_seed(0)
+    model = SyncTalkNeRF(NerfConfig(num_codes=4, grid_resolution=32))
+    with torch.no_grad():
+        for name in ("xy", "yz", "xz"):
+            getattr(model.field.encoder, f"encoder_{name}").embeddings.normal_(0, 1)
+        model.field.sigma_net.net[-1].weight[0].abs_().mul_(12)
+    code, expr = torch.randn(32), torch.rand(7)
+    model.update_occupancy(code, expr, generator=torch.Generator().manual_seed(0))
+    o, d = image_rays(head_pose_to_ngp(_look_at_origin_pose(0.6)), 30.0, 12.0, 12.0, 24, 24)
+    lip = torch.zeros(len(o))
+    lip[len(o) // 2:] = 1
+    kwargs = dict(audio_code=code, expression=expr, code_index=1, lip_mask=lip, expr_mask=1 - lip,
+                  bg=torch.rand(len(o), 3, generator=torch.Generator().manual_seed(1)))
+    with torch.no_grad():
+        inference = model.eval().render(o, d, **kwargs)
+    training = model.train().render(o, d, perturb=True, generator=torch.Generator().manual_seed(2), **kwargs)
+    reference = np.load(Path(__file__).parent / "data" / "renderer_reference.npz")
+    for mode, out in (("infer", inference), ("train", training)):
+        for name in ("rgb", "alpha", "depth", "amb_aud", "amb_eye", "uncertainty"):
+            got, want = getattr(out, name).detach().numpy(), reference[f"{mode}_{name}"]
+            scale = max(1.0, float(np.abs(want).max()))
+            assert np.abs(got - want).max() <= 1e-6 * scale, f"{mode} {name}: {np.abs(got - want).max():.3g}"

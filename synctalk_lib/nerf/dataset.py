@@ -26,8 +26,9 @@ import torch
 from torch import Tensor
 
 from synctalk_lib.errors import InputError
-from synctalk_lib.face.regions import FaceRegions, HeadShape, Rect
-from synctalk_lib.nerf.rays import audio_windows, head_pose_to_ngp, pixel_rays
+from synctalk_lib.face.regions import FaceRegions, HeadShape
+from synctalk_lib.nerf.frame_rays import RaySubject, frame_rays
+from synctalk_lib.nerf.rays import audio_windows
 from synctalk_lib.portrait.background import Background, clean_background, frame_background
 from synctalk_lib.types import AudioFeatures, Clip, FaceTrack, HeadPose
 
@@ -190,19 +191,18 @@ class SubjectData:
         self.num_frames = check_inputs(clip, track, pose, audio)
         self.clip, self.track, self.pose, self.audio = clip, track, pose, audio
         self.height, self.width = _scaled_size(clip.height, clip.width, self.settings.resolution)
-        self.scale_x = self.width / clip.width
-        self.scale_y = self.height / clip.height
-        self.focal = float(pose.focal) * (self.scale_x + self.scale_y) / 2.0
-        self.cx = float(pose.cx) * self.scale_x
-        self.cy = float(pose.cy) * self.scale_y
         self.train_indices, self.val_indices = split_frames(self.num_frames, self.settings.val_frames)
         self.clip_regions = FaceRegions.from_track(track, shape=self.settings.head_shape)
-        self.regions = self.clip_regions.resized(self.height, self.width)
+        self.ray_subject = RaySubject(pose, self.clip_regions, self.settings.lip_gate_margin,
+                                      size=(self.height, self.width))
+        """Cameras and face regions the rays and their gates are made from (:func:`frame_rays`)."""
+        self.focal, self.cx, self.cy = self.ray_subject.intrinsics(self.height, self.width)
+        self.regions = self.ray_subject.regions_at(self.height, self.width)
+        self.poses_ngp = self.ray_subject.poses_ngp
         self.background = background or clean_background(clip, self.clip_regions,
                                                          max_samples=self.settings.background_samples,
                                                          on_step=on_step)
         self.background_image = self._resize(self.background.image)
-        self.poses_ngp = head_pose_to_ngp(pose.c2w)
         self.features = torch.from_numpy(np.ascontiguousarray(audio.features[:self.num_frames], np.float32))
         self.expression = torch.from_numpy(np.ascontiguousarray(track.expression, np.float32))
         self._cache: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
@@ -256,11 +256,7 @@ class SubjectData:
                 self._head_pixels.popitem(last=False)
         return hit
 
-    # --------------------------------------------------------------------------------------------- regions
-    def lip_gate_rect(self, index: int) -> Rect:
-        """Rectangle where the audio attention may act (see :func:`lip_gate_rect`)."""
-        return lip_gate_rect(self.regions, index, self.settings.lip_gate_margin)
-
+    # ------------------------------------------------------------------------------------------------ inputs
     def conditioning(self, index: int, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
         """Audio window ``[W, D]`` and expression ``[E]`` of frame ``index``."""
         return (audio_windows(self.features, [index], self.window)[0].to(device),
@@ -272,24 +268,21 @@ class SubjectData:
         """The ray batch of pixels ``(rows, cols)`` of frame ``index``."""
         rows = np.asarray(rows, dtype=np.int64)
         cols = np.asarray(cols, dtype=np.int64)
+        rays = frame_rays(self.ray_subject, index, pixels=(rows, cols))
         frame = self.frame(index)
         bg = self.frame_background(index)
-        rows_t, cols_t = torch.from_numpy(rows), torch.from_numpy(cols)
-        rays_o, rays_d = pixel_rays(self.poses_ngp[index], self.focal, self.cx, self.cy, rows_t, cols_t)
         regions = self.regions
         lips = regions.lips_rect(index).contains(rows, cols)
-        lower = regions.lower_face_rect(index).contains(rows, cols)
-        lip_gate, expr_gate = gate_masks(regions, index, rows, cols, self.settings.lip_gate_margin)
         weight = 1.0 + self.settings.lip_weight * lips.astype(np.float32)
         return RayBatch(
-            frame=int(index), rows=rows_t, cols=cols_t, rays_o=rays_o, rays_d=rays_d,
+            frame=int(index), rows=rays.rows, cols=rays.cols, rays_o=rays.rays_o, rays_d=rays.rays_d,
             target=torch.from_numpy(frame[rows, cols].astype(np.float32) / 255.0),
             bg=torch.from_numpy(bg[rows, cols].astype(np.float32) / 255.0),
             weight=torch.from_numpy(weight.astype(np.float32)),
             face=torch.from_numpy(regions.face_rect(index).contains(rows, cols)),
-            lower_face=torch.from_numpy(lower),
-            lip_mask=torch.from_numpy(lip_gate),
-            expr_mask=torch.from_numpy(expr_gate),
+            lower_face=torch.from_numpy(regions.lower_face_rect(index).contains(rows, cols)),
+            lip_mask=rays.lip_mask,
+            expr_mask=rays.expr_mask,
             shape=shape,
         )
 
@@ -333,46 +326,6 @@ class SubjectData:
         """Every pixel of frame ``index``, row-major, ``shape = (1, h, w)``."""
         rr, cc = np.mgrid[0:self.height, 0:self.width]
         return self.rays_for_pixels(index, rr.reshape(-1), cc.reshape(-1), shape=(1, self.height, self.width))
-
-
-def lip_gate_rect(regions: FaceRegions, index: int, margin: float) -> Rect:
-    """Where the audio attention may act: the lower face (nose tip to chin) grown downwards by ``margin`` face
-    heights and sideways by half that, so a jaw opening wider than in the reference frame is still driven."""
-    lower = regions.lower_face_rect(index)
-    face = regions.face_rect(index)
-    grow = int(round(margin * face.height))
-    return Rect(lower.r0, lower.r1 + grow, lower.c0 - grow // 2, lower.c1 + grow // 2).clamped(
-        regions.height, regions.width)
-
-
-def soft_rect(rect: Rect, rows: np.ndarray, cols: np.ndarray, feather: float) -> np.ndarray:
-    """Membership of pixel centres in ``rect`` with edges ramped linearly over ``feather`` pixels (centred on
-    the edge): 1 inside, 0 outside, in between near the border; hard membership when ``feather <= 0``."""
-    if feather <= 0:
-        return rect.contains(rows, cols).astype(np.float32)
-    r = np.asarray(rows, np.float32) + 0.5
-    c = np.asarray(cols, np.float32) + 0.5
-    inside = np.minimum(np.minimum(r - rect.r0, rect.r1 - r), np.minimum(c - rect.c0, rect.c1 - c))
-    return np.clip(inside / feather + 0.5, 0.0, 1.0).astype(np.float32)
-
-
-def gate_masks(regions: FaceRegions, index: int, rows: np.ndarray, cols: np.ndarray, margin: float,
-               feather: float = 0.08) -> tuple[np.ndarray, np.ndarray]:
-    """Per-ray gates of the facial-aware masked attention for pixels ``(rows, cols)`` of frame ``index``.
-
-    Args:
-        margin: growth of the lip gate (see :func:`lip_gate_rect`).
-        feather: width of the soft edges, as a fraction of the face height (hard rectangles leave visible seams
-            in the density where the audio input switches on).
-
-    Returns:
-        (lip gate [N] float32: 1 in the lip gate rectangle; expression gate [N] float32: 1 in the upper face
-        (eyes, brows, forehead) where the lip gate is 0). Both fall to 0 outside the face (hair, background).
-    """
-    width = feather * regions.face_rect(index).height
-    lip = soft_rect(lip_gate_rect(regions, index, margin), rows, cols, width)
-    upper = soft_rect(regions.upper_face_rect(index), rows, cols, width)
-    return lip, (upper * (1.0 - lip)).astype(np.float32)
 
 
 def _scaled_size(height: int, width: int, resolution: int) -> tuple[int, int]:

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from synctalk_lib.errors import InputError
-from synctalk_lib.nerf.dataset import gate_masks
+from synctalk_lib.nerf.frame_rays import RaySubject, frame_rays
 from synctalk_lib.nerf.model_folder import SyncTalkModel
-from synctalk_lib.nerf.rays import audio_windows, head_pose_to_ngp, image_rays
+from synctalk_lib.nerf.rays import audio_windows
 from synctalk_lib.portrait.background import frame_background
 from synctalk_lib.timeline import reference_indices
 from synctalk_lib.types import AudioFeatures
@@ -91,6 +91,13 @@ def _nearest_reference(model: SyncTalkModel, c2w: np.ndarray) -> int:
     return int(np.argmin(dist))
 
 
+def model_ray_subject(model: SyncTalkModel) -> RaySubject:
+    """What the rays of a trained subject's frames are made from, at the model's render size."""
+    subject = model.subject
+    return RaySubject(subject.pose, subject.regions(), model.lip_gate_margin,
+                      size=(model.render_height, model.render_width))
+
+
 def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
     if image.shape[:2] == (height, width):
         return image
@@ -122,75 +129,82 @@ def render_frames(model: SyncTalkModel, features: AudioFeatures, *, expression=N
         on_step: ``on_step(done, total)`` after every chunk; may raise to stop.
     """
     check_features(model, features)
-    subject = model.subject
-    if frames is not None:
-        refs_all = np.asarray(list(frames), np.int64)
-        if refs_all.size and (refs_all.min() < 0 or refs_all.max() >= subject.num_frames):
-            raise InputError(f"frames must lie in 0..{subject.num_frames - 1}")
-        audio_rows = refs_all
-        total = len(refs_all)
-    else:
-        total = features.num_frames - start if count is None else int(count)
-        if total <= 0 or start < 0:
-            raise InputError(f"nothing to render: start {start}, count {count}, {features.num_frames} feature rows")
-        audio_rows = np.arange(start, start + total, dtype=np.int64)
-        refs_all = reference_indices(total, subject.num_frames, start=start)
-    pose_override = None
-    if poses is not None:
-        pose_override = np.asarray(poses.detach().cpu() if hasattr(poses, "detach") else poses, np.float32)
-        if pose_override.ndim != 3 or pose_override.shape[1:] != (4, 4) or len(pose_override) == 0:
-            raise InputError(f"poses must be [P, 4, 4] camera-to-world matrices, got {list(pose_override.shape)}")
-
+    refs_all, audio_rows = _frame_plan(model, features, frames, start, count)
+    pose_override = _pose_override(poses)
     device = torch.device(device) if device is not None else model.device
     nerf = model.nerf.to(device).eval()
-    h, w = model.render_height, model.render_width
-    focal, cx, cy = model.render_intrinsics
-    big_h, big_w = subject.height, subject.width
-    regions_small = subject.regions(h, w)
-    regions_big = subject.regions()
+    ray_subject = model_ray_subject(model)
     feats = torch.from_numpy(np.ascontiguousarray(features.features, np.float32)).to(device)
-    window = nerf.config.audio_window
-    rows_px = np.repeat(np.arange(h), w)
-    cols_px = np.tile(np.arange(w), h)
-    done = 0
+    total, done = len(refs_all), 0
     for first in range(0, total, batch_size):
         idx = np.arange(first, min(first + batch_size, total))
         refs = refs_all[idx]
         outputs = audio_rows[idx]
         expr = torch.from_numpy(np.ascontiguousarray(expression_rows(model, expression, refs, outputs))).to(device)
-        codes = nerf.encode_audio(audio_windows(feats, torch.from_numpy(outputs).to(device), window))  # [b, A]
-        rays_o, rays_d, lip, eye = [], [], [], []
+        codes = nerf.encode_audio(audio_windows(feats, torch.from_numpy(outputs).to(device), nerf.config.audio_window))
+        rays = []
         for k, j in enumerate(refs):
-            c2w = pose_override[(start + int(idx[k])) % len(pose_override)] if pose_override is not None \
-                else subject.c2w[j]
-            region_frame = _nearest_reference(model, c2w) if pose_override is not None else int(j)
-            o, d = image_rays(head_pose_to_ngp(c2w).to(device), focal, cx, cy, h, w)
-            lip_gate, expr_gate = gate_masks(regions_small, region_frame, rows_px, cols_px, model.lip_gate_margin)
-            rays_o.append(o)
-            rays_d.append(d)
-            lip.append(torch.from_numpy(lip_gate))
-            eye.append(torch.from_numpy(expr_gate))
-        n = h * w
-        b = len(refs)
-        out = nerf.render(torch.cat(rays_o), torch.cat(rays_d),
+            if pose_override is None:
+                rays.append(frame_rays(ray_subject, int(j), device=device))
+            else:  # the gates of the reference frame whose camera is nearest
+                c2w = pose_override[(start + int(idx[k])) % len(pose_override)]
+                rays.append(frame_rays(ray_subject, _nearest_reference(model, c2w), pose=c2w, device=device))
+        n = len(rays[0].rays_o)
+        out = nerf.render(torch.cat([r.rays_o for r in rays]), torch.cat([r.rays_d for r in rays]),
                           audio_code=codes.repeat_interleave(n, dim=0), expression=expr.repeat_interleave(n, dim=0),
-                          code_index=None, bg=torch.zeros(3, device=device), lip_mask=torch.cat(lip).to(device),
-                          expr_mask=torch.cat(eye).to(device), chunk_size=chunk_rays)
-        head = out.rgb.reshape(b, h, w, 3).float().cpu().numpy()  # premultiplied (black background)
-        alpha = out.alpha.reshape(b, h, w).float().clamp(0.0, 1.0).cpu().numpy()
-        rgb_out = np.empty((b, big_h, big_w, 3), np.float32)
-        alpha_out = np.empty((b, big_h, big_w), np.float32)
-        for k, j in enumerate(refs):
-            bg = frame_background(subject.frames.frame(int(j)), regions_big.head_mask(int(j)), subject.background)
-            a = np.clip(_resize(alpha[k], big_h, big_w), 0.0, 1.0)
-            c = _resize(head[k], big_h, big_w)
-            rgb_out[k] = np.clip(c + (1.0 - a[..., None]) * (bg.astype(np.float32) / 255.0), 0.0, 1.0)
-            alpha_out[k] = a
-        done += b
-        if as_uint8:
-            yield RenderChunk(int(idx[0]) + (0 if frames is not None else start),
-                              (rgb_out * 255.0 + 0.5).astype(np.uint8), alpha_out)
-        else:
-            yield RenderChunk(int(idx[0]) + (0 if frames is not None else start), rgb_out, alpha_out)
+                          code_index=None, bg=torch.zeros(3, device=device),
+                          lip_mask=torch.cat([r.lip_mask for r in rays]),
+                          expr_mask=torch.cat([r.expr_mask for r in rays]), chunk_size=chunk_rays)
+        rgb_out, alpha_out = _over_reference_frames(model, refs, out.rgb, out.alpha)
+        done += len(refs)
+        first_index = int(idx[0]) + (0 if frames is not None else start)
+        yield RenderChunk(first_index, (rgb_out * 255.0 + 0.5).astype(np.uint8) if as_uint8 else rgb_out, alpha_out)
         if on_step is not None:
             on_step(done, total)
+
+
+def _frame_plan(model: SyncTalkModel, features: AudioFeatures, frames: Sequence[int] | None, start: int,
+                count: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """``(reference frame, audio row)`` of every output frame (see :func:`render_frames`)."""
+    subject = model.subject
+    if frames is not None:
+        refs = np.asarray(list(frames), np.int64)
+        if refs.size and (refs.min() < 0 or refs.max() >= subject.num_frames):
+            raise InputError(f"frames must lie in 0..{subject.num_frames - 1}")
+        return refs, refs
+    total = features.num_frames - start if count is None else int(count)
+    if total <= 0 or start < 0:
+        raise InputError(f"nothing to render: start {start}, count {count}, {features.num_frames} feature rows")
+    return reference_indices(total, subject.num_frames, start=start), np.arange(start, start + total, dtype=np.int64)
+
+
+def _pose_override(poses) -> np.ndarray | None:
+    """``[P, 4, 4]`` float32 camera-to-world poses from an array or tensor (None: the reference poses)."""
+    if poses is None:
+        return None
+    array = np.asarray(poses.detach().cpu() if hasattr(poses, "detach") else poses, np.float32)
+    if array.ndim != 3 or array.shape[1:] != (4, 4) or len(array) == 0:
+        raise InputError(f"poses must be [P, 4, 4] camera-to-world matrices, got {list(array.shape)}")
+    return array
+
+
+def _over_reference_frames(model: SyncTalkModel, refs: np.ndarray, rgb: torch.Tensor,
+                           alpha: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Rendered heads (``[b * h * w, 3]`` premultiplied over black, ``[b * h * w]`` opacity at the render size)
+    resized to the clip's size and composited over their reference frames' backgrounds: ``[b, H, W, 3]`` and
+    ``[b, H, W]`` float32."""
+    subject = model.subject
+    b, h, w = len(refs), model.render_height, model.render_width
+    big_h, big_w = subject.height, subject.width
+    regions = subject.regions()
+    head = rgb.reshape(b, h, w, 3).float().cpu().numpy()
+    alpha_small = alpha.reshape(b, h, w).float().clamp(0.0, 1.0).cpu().numpy()
+    rgb_out = np.empty((b, big_h, big_w, 3), np.float32)
+    alpha_out = np.empty((b, big_h, big_w), np.float32)
+    for k, j in enumerate(refs):
+        bg = frame_background(subject.frames.frame(int(j)), regions.head_mask(int(j)), subject.background)
+        a = np.clip(_resize(alpha_small[k], big_h, big_w), 0.0, 1.0)
+        c = _resize(head[k], big_h, big_w)
+        rgb_out[k] = np.clip(c + (1.0 - a[..., None]) * (bg.astype(np.float32) / 255.0), 0.0, 1.0)
+        alpha_out[k] = a
+    return rgb_out, alpha_out

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from synctalk_lib.errors import InputError, MissingDependencyError, MissingWeightsError, SyncTalkError
 from synctalk_lib.nerf.dataset import RayBatch
-from synctalk_lib.nerf.model import RenderOutput
+from synctalk_lib.nerf.renderer import RenderOutput
 
 Photometric = Literal["l1", "mse"]
 PerceptualFn = Callable[[Tensor, Tensor], Tensor]

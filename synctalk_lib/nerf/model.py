@@ -1,4 +1,4 @@
-"""SyncTalk head model: audio encoder + field + occupancy grid, and the renderer that wires them together.
+"""SyncTalk head model: audio encoder + field + occupancy grid, rendered by the one renderer.
 
     model = SyncTalkNeRF(NerfConfig(audio_in_dim=512, num_codes=300))
     code = model.encode_audio(audio_windows(features, [i]))[0]            # [32]
@@ -6,15 +6,10 @@
                        lip_mask=lip, expr_mask=1 - lip)
     out.rgb                                                                # [N, 3]
 
-Rendering = near/far against the render box -> occupancy-skipping marching -> field on the real samples ->
-compositing over the per-ray background (sampler.py, field.py, compositing.py). Large ray batches are processed
-in chunks so memory stays bounded.
+Rendering is :func:`synctalk_lib.nerf.renderer.volume_render` with this model's field, render box and occupancy
+grid; large ray batches are processed in chunks so memory stays bounded.
 """
 from __future__ import annotations
-
-import functools
-from dataclasses import dataclass, fields
-from typing import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -22,115 +17,10 @@ from torch import Tensor, nn
 from synctalk_lib.errors import InputError
 from synctalk_lib.nerf import backends
 from synctalk_lib.nerf.audio_net import AudioEncoder
-from synctalk_lib.nerf.compositing import TRANSMITTANCE_EPS, accumulate, composite_background, render_weights
 from synctalk_lib.nerf.config import NerfConfig
 from synctalk_lib.nerf.field import FieldOutputs, SyncTalkField
 from synctalk_lib.nerf.occupancy import OccupancyGrid
-from synctalk_lib.nerf.sampler import RaySamples, march_rays, ray_aabb_intersect
-
-
-@dataclass
-class RenderOutput:
-    """Per-ray render results (N rays)."""
-
-    rgb: Tensor
-    """[N, 3] colour composited over the background, clamped to [0, 1]."""
-    alpha: Tensor
-    """[N] accumulated weight (opacity of the head)."""
-    depth: Tensor
-    """[N] expected distance along the ray, NGP units (weighted sum of sample distances; 0 where empty)."""
-    amb_aud: Tensor
-    """[N] sum over visited samples of ||audio attention|| (official attention-mask loss)."""
-    amb_eye: Tensor
-    """[N] sum over visited samples of ||expression attention||."""
-    uncertainty: Tensor
-    """[N] weighted sum of the per-sample uncertainty."""
-
-    @staticmethod
-    def cat(parts: list["RenderOutput"]) -> "RenderOutput":
-        """Concatenate chunk outputs along the ray dimension."""
-        return RenderOutput(**{f.name: torch.cat([getattr(p, f.name) for p in parts]) for f in fields(RenderOutput)})
-
-
-FieldFn = Callable[[Tensor, Tensor, Tensor], FieldOutputs]
-"""(positions [M, 3], directions [M, 3], ray index [M]) -> FieldOutputs of M samples."""
-
-
-STAGE_SAMPLES = 4
-"""Samples per ray evaluated per stage when rendering without gradients (early ray termination)."""
-
-
-def volume_render(field_fn: FieldFn, rays_o: Tensor, rays_d: Tensor, bg: Tensor, *, aabb: Sequence[float] | Tensor,
-                  step: float, max_steps: int, min_near: float = 0.05, occupancy: OccupancyGrid | None = None,
-                  perturb: bool = False, generator: torch.Generator | None = None,
-                  early_stop: bool | None = None) -> RenderOutput:
-    """Render rays through any field: box near/far -> marching -> field on the real samples -> compositing.
-
-    Args:
-        field_fn: evaluates the field at the M real samples (see ``FieldFn``).
-        rays_o, rays_d: [N, 3] origins and unit directions.
-        bg: [N, 3] or [3] background colour.
-        aabb: render box (xmin, ymin, zmin, xmax, ymax, zmax).
-        step: marching step ``dt``; max_steps: samples per ray; min_near: near clamp.
-        occupancy: grid whose empty cells are skipped (None = dense marching).
-        perturb, generator: jitter of the first sample (training).
-        early_stop: evaluate the field in stages of ``STAGE_SAMPLES`` samples and stop a ray once its
-            transmittance is below 1e-4 — the same image, less work. None = on when gradients are off.
-
-    Returns:
-        RenderOutput with N rows.
-    """
-    near, far, _ = ray_aabb_intersect(rays_o, rays_d, aabb, min_near)
-    samples = march_rays(rays_o, rays_d, near, far, step=step, max_steps=max_steps, occupancy=occupancy,
-                         perturb=perturb, generator=generator)
-    if early_stop is None:
-        early_stop = not torch.is_grad_enabled()
-    stage = STAGE_SAMPLES if early_stop and max_steps > STAGE_SAMPLES else max_steps
-    values = _evaluate_in_stages(field_fn, samples, rays_d, stage)
-    sigma = values["sigma"]
-    weights, visited = render_weights(sigma, samples.deltas.to(sigma.dtype), samples.mask)
-    rgb = accumulate(weights, values["rgb"])
-    alpha = weights.sum(dim=-1)
-    visited_f = visited.to(weights.dtype)
-    return RenderOutput(
-        rgb=composite_background(rgb, alpha, bg.to(rgb.dtype)),
-        alpha=alpha,
-        depth=accumulate(weights, samples.t.to(weights.dtype)),
-        amb_aud=(values["amb_aud"] * visited_f).sum(dim=-1),
-        amb_eye=(values["amb_eye"] * visited_f).sum(dim=-1),
-        uncertainty=accumulate(weights, values["uncertainty"]),
-    )
-
-
-def _evaluate_in_stages(field_fn: FieldFn, samples: RaySamples, rays_d: Tensor, stage: int) -> dict[str, Tensor]:
-    """Field outputs at the real samples, padded to [N, S(, C)] (zeros elsewhere).
-
-    Samples are evaluated ``stage`` slots at a time; after each stage, rays whose transmittance fell below
-    ``TRANSMITTANCE_EPS`` are dropped (their later samples would not be visited anyway).
-    """
-    n, slots = samples.mask.shape
-    alive = torch.ones(n, dtype=torch.bool, device=samples.mask.device)
-    padded: dict[str, Tensor] = {}
-    optical_depth = None
-    for first in range(0, slots, stage):
-        live = samples.mask[:, first:first + stage] & alive[:, None]
-        ray_idx, slot_idx = live.nonzero(as_tuple=True)
-        slot_idx = slot_idx + first
-        if len(ray_idx) or not padded:
-            out = field_fn(samples.positions[ray_idx, slot_idx], rays_d[ray_idx], ray_idx)
-            for f in fields(FieldOutputs):
-                value = getattr(out, f.name)
-                if f.name not in padded:
-                    padded[f.name] = value.new_zeros((n, slots) + value.shape[1:])
-                padded[f.name] = padded[f.name].index_put((ray_idx, slot_idx), value)
-        if first + stage >= slots:
-            break
-        tau = (padded["sigma"][:, first:first + stage] * samples.deltas[:, first:first + stage]).sum(dim=-1)
-        optical_depth = tau if optical_depth is None else optical_depth + tau
-        alive &= torch.exp(-optical_depth) >= TRANSMITTANCE_EPS
-        if not bool(alive.any()):
-            break
-    return padded
+from synctalk_lib.nerf.renderer import RenderOutput, volume_render
 
 
 class SyncTalkNeRF(nn.Module):
@@ -185,7 +75,7 @@ class SyncTalkNeRF(nn.Module):
     def render(self, rays_o: Tensor, rays_d: Tensor, *, audio_code: Tensor, expression: Tensor,
                code_index: int | Tensor | None, bg: Tensor, lip_mask: Tensor | None = None,
                expr_mask: Tensor | None = None, perturb: bool = False, generator: torch.Generator | None = None,
-               chunk_size: int | None = None) -> RenderOutput:
+               chunk_size: int | None = None, kernels: backends.Kernels | None = None) -> RenderOutput:
         """Render rays.
 
         Args:
@@ -200,6 +90,8 @@ class SyncTalkNeRF(nn.Module):
             perturb: jitter sample positions (training); False renders deterministically.
             generator: random generator for the jitter.
             chunk_size: rays per internal chunk (default 65536 on CUDA, 16384 otherwise).
+            kernels: marching and compositing implementation (None: the config's backend for the rays' device,
+                :func:`backends.kernels_for`).
 
         Returns:
             RenderOutput with N rows.
@@ -214,13 +106,13 @@ class SyncTalkNeRF(nn.Module):
                    "lip_mask": lip_mask if use_masks else None,
                    "expr_mask": expr_mask if use_masks else None,
                    "code_index": code_index if isinstance(code_index, Tensor) and code_index.dim() > 0 else None}
-        render_chunk = self._chunk_renderer(rays_o)
+        kernels = kernels or backends.kernels_for(rays_o.device, self.config.backend)
         parts = []
         for start in range(0, max(n, 1), chunk_size):
             sl = slice(start, start + chunk_size)
             pick = {k: (v[sl] if v is not None else None) for k, v in per_ray.items()}
-            parts.append(render_chunk(
-                rays_o[sl], rays_d[sl],
+            parts.append(self._render_chunk(
+                rays_o[sl], rays_d[sl], kernels=kernels,
                 audio_code=pick["audio_code"] if pick["audio_code"] is not None else audio_code,
                 expression=pick["expression"] if pick["expression"] is not None else expression,
                 code_index=pick["code_index"] if pick["code_index"] is not None else code_index,
@@ -228,18 +120,10 @@ class SyncTalkNeRF(nn.Module):
                 lip_mask=pick["lip_mask"], expr_mask=pick["expr_mask"], perturb=perturb, generator=generator))
         return parts[0] if len(parts) == 1 else RenderOutput.cat(parts)
 
-    def _chunk_renderer(self, rays_o: Tensor) -> Callable[..., RenderOutput]:
-        """The chunk renderer for these rays: cuda_ext's fast path for CUDA rays when the config's backend allows
-        it and the kernels work here, else the PyTorch path below (the reference)."""
-        if rays_o.is_cuda and self.config.backend in ("auto", "cuda_ext"):
-            fast = backends.cuda_ext_renderer()
-            if fast is not None:
-                return functools.partial(fast.render_chunk, self)
-        return self._render_chunk
-
-    def _render_chunk(self, rays_o: Tensor, rays_d: Tensor, *, audio_code: Tensor, expression: Tensor | None,
-                      code_index: int | Tensor | None, bg: Tensor, lip_mask: Tensor | None,
-                      expr_mask: Tensor | None, perturb: bool, generator: torch.Generator | None) -> RenderOutput:
+    def _render_chunk(self, rays_o: Tensor, rays_d: Tensor, *, kernels: backends.Kernels, audio_code: Tensor,
+                      expression: Tensor | None, code_index: int | Tensor | None, bg: Tensor,
+                      lip_mask: Tensor | None, expr_mask: Tensor | None, perturb: bool,
+                      generator: torch.Generator | None) -> RenderOutput:
         latent = self.latent_code(code_index)
 
         def field_fn(positions: Tensor, directions: Tensor, ray_idx: Tensor) -> FieldOutputs:
@@ -254,7 +138,7 @@ class SyncTalkNeRF(nn.Module):
         cfg = self.config
         return volume_render(field_fn, rays_o, rays_d, bg, aabb=self.aabb, step=cfg.step_size,
                              max_steps=cfg.max_steps, min_near=cfg.min_near, occupancy=self.occupancy,
-                             perturb=perturb, generator=generator)
+                             perturb=perturb, generator=generator, kernels=kernels)
 
     # -------------------------------------------------------------------------------------------- occupancy
     @torch.no_grad()

@@ -230,7 +230,7 @@ class SyncTalkModel:
                  summary: dict | None = None, folder: Path | None = None, lip_gate_margin: float = 0.15):
         self.nerf = nerf.eval()
         self.lip_gate_margin = float(lip_gate_margin)
-        """Growth of the lower-face audio gate (same as in training, see ``dataset.lip_gate_rect``)."""
+        """Growth of the lower-face audio gate (same as in training, see ``frame_rays.lip_gate_rect``)."""
         self.subject = subject
         self.render_height, self.render_width = int(render_size[0]), int(render_size[1])
         self.encoder_id = encoder_id

@@ -19,6 +19,8 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from synctalk_lib.nerf.backends import cuda_ext_module
+
 DensityFn = Callable[[Tensor], Tensor]
 """[M, 3] NGP points -> [M] density."""
 
@@ -49,10 +51,9 @@ class OccupancyGrid(nn.Module):
         return 2.0 * self.bound / self.resolution
 
     def cell_index(self, points: Tensor) -> Tensor:
-        """[M, 3] points -> [M] flat cell index (points outside the cube are clamped to the border cells)."""
-        r = self.resolution
-        ijk = ((points / self.bound + 1.0) * (0.5 * r)).long().clamp(0, r - 1)
-        return (ijk[:, 0] * r + ijk[:, 1]) * r + ijk[:, 2]
+        """[M, 3] points -> [M] flat cell index (points outside the cube are clamped to the border cells); the
+        marching kernel's own cell rule (``cuda_ext/march.py``), so the grid and the marcher always agree."""
+        return cuda_ext_module("march").cell_index(points, self.resolution, self.bound)
 
     def query(self, points: Tensor) -> Tensor:
         """[M, 3] points -> [M] bool occupancy."""

@@ -1,0 +1,160 @@
+"""The rays of a subject's frame with their conditioning gates: the one place training, evaluation and inference
+get them.
+
+    subject = RaySubject(pose, regions, lip_gate_margin, size=(128, 128))      # once per subject
+    rays = frame_rays(subject, index)                          # every pixel at the subject's size, row-major
+    rays = frame_rays(subject, index, pose=c2w)                # another camera (the gates stay frame ``index``'s)
+    rays = frame_rays(subject, index, size=(512, 512), box=Rect(r0, r1, c0, c1))   # a box, at another resolution
+    rays = frame_rays(subject, index, pixels=(rows, cols))     # a pixel subset
+    rays.rays_o, rays.rays_d, rays.lip_mask, rays.expr_mask    # [N, 3], [N, 3], [N], [N]
+
+Pixels are ``(row, col)`` of an image of the requested size; the intrinsics scale from the clip's size to it. The
+gates of the facial-aware masked attention (which rays the audio and the expression may drive) are computed by
+:func:`ray_gates` and nowhere else.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from synctalk_lib.face.regions import FaceRegions, Rect
+from synctalk_lib.nerf.rays import head_pose_to_ngp, pixel_rays
+from synctalk_lib.types import HeadPose
+
+GATE_FEATHER = 0.08
+"""Width of the gates' soft edges, as a fraction of the face height (hard rectangles leave visible seams in the
+density where the audio input switches on)."""
+
+
+class RaySubject:
+    """What the rays and gates of a subject's frames are made from.
+
+    Args:
+        pose: the frames' intrinsics and OpenGL camera-to-world poses, at the clip's size.
+        regions: the frames' face regions (any size; they are resized as needed).
+        lip_gate_margin: growth of the audio gate (see :func:`lip_gate_rect`).
+        size: ``(height, width)`` of the images rendered by default (the training resolution).
+    """
+
+    def __init__(self, pose: HeadPose, regions: FaceRegions, lip_gate_margin: float, size: tuple[int, int]):
+        self.pose = pose
+        self.regions = regions
+        self.lip_gate_margin = float(lip_gate_margin)
+        self.size = (int(size[0]), int(size[1]))
+        self.poses_ngp = head_pose_to_ngp(pose.c2w)
+        """[F, 4, 4] NGP-space camera-to-world of the frames."""
+
+    def intrinsics(self, height: int, width: int) -> tuple[float, float, float]:
+        """``(focal, cx, cy)`` in pixels of an image of ``height x width`` (scaled from the clip's)."""
+        sx, sy = width / self.pose.width, height / self.pose.height
+        return float(self.pose.focal) * (sx + sy) / 2.0, float(self.pose.cx) * sx, float(self.pose.cy) * sy
+
+    def regions_at(self, height: int, width: int) -> FaceRegions:
+        """The face regions for images of ``height x width``."""
+        if (self.regions.height, self.regions.width) == (height, width):
+            return self.regions
+        return self.regions.resized(height, width)
+
+
+@dataclass
+class FrameRays:
+    """Rays through pixels of a frame (N rays), with their gates."""
+
+    rows: Tensor
+    """[N] int64 pixel rows."""
+    cols: Tensor
+    """[N] int64 pixel columns."""
+    rays_o: Tensor
+    """[N, 3] NGP-space origins."""
+    rays_d: Tensor
+    """[N, 3] NGP-space unit directions."""
+    lip_mask: Tensor
+    """[N] float32 gate of the audio attention."""
+    expr_mask: Tensor
+    """[N] float32 gate of the expression attention."""
+
+
+def frame_rays(subject: RaySubject, index: int, pose: np.ndarray | Tensor | None = None, *,
+               size: tuple[int, int] | None = None, pixels: tuple[np.ndarray, np.ndarray] | None = None,
+               box: Rect | None = None, device: torch.device | str = "cpu") -> FrameRays:
+    """The rays of frame ``index`` through pixels of an image of ``size``, with their gates.
+
+    Args:
+        subject: the subject's cameras and face regions.
+        index: the frame (its camera, unless ``pose`` is given, and its face regions for the gates).
+        pose: [4, 4] OpenGL camera-to-world (``HeadPose`` convention) to use instead of the frame's camera.
+        size: ``(height, width)`` of the image (default: ``subject.size``).
+        pixels: ``(rows, cols)`` integer arrays of the pixels; box: every pixel of a rectangle, row-major; neither:
+            every pixel of the image, row-major.
+        device: where the tensors go.
+
+    Returns:
+        FrameRays with one ray per pixel.
+    """
+    height, width = size if size is not None else subject.size
+    rows, cols = _pixels(height, width, pixels, box)
+    c2w_ngp = subject.poses_ngp[index] if pose is None else head_pose_to_ngp(pose)
+    focal, cx, cy = subject.intrinsics(height, width)
+    rows_t, cols_t = torch.from_numpy(rows).to(device), torch.from_numpy(cols).to(device)
+    rays_o, rays_d = pixel_rays(c2w_ngp.to(device), focal, cx, cy, rows_t, cols_t)
+    lip, expr = ray_gates(subject, index, rows, cols, (height, width))
+    return FrameRays(rows=rows_t, cols=cols_t, rays_o=rays_o, rays_d=rays_d, lip_mask=torch.from_numpy(lip).to(device),
+                     expr_mask=torch.from_numpy(expr).to(device))
+
+
+def _pixels(height: int, width: int, pixels: tuple[np.ndarray, np.ndarray] | None,
+            box: Rect | None) -> tuple[np.ndarray, np.ndarray]:
+    """``(rows, cols)`` int64 of the requested pixels."""
+    if pixels is not None and box is not None:
+        raise ValueError("give pixels or a box, not both")
+    if pixels is not None:
+        return np.asarray(pixels[0], dtype=np.int64), np.asarray(pixels[1], dtype=np.int64)
+    r0, r1, c0, c1 = (box.r0, box.r1, box.c0, box.c1) if box is not None else (0, height, 0, width)
+    rows, cols = np.mgrid[r0:r1, c0:c1]
+    return rows.reshape(-1).astype(np.int64), cols.reshape(-1).astype(np.int64)
+
+
+# --------------------------------------------------------------------------------------------------- gates
+def ray_gates(subject: RaySubject, index: int, rows: np.ndarray, cols: np.ndarray,
+              size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-ray gates of the facial-aware masked attention for pixels ``(rows, cols)`` of frame ``index``.
+
+    Args:
+        subject: the subject (its face regions and lip-gate margin).
+        index: the frame whose face regions place the gates.
+        rows, cols: [N] integer pixels of an image of ``size = (height, width)``.
+
+    Returns:
+        (lip gate [N] float32: 1 in the lip gate rectangle (:func:`lip_gate_rect`); expression gate [N] float32: 1
+        in the upper face (eyes, brows, forehead) where the lip gate is 0). Both fall to 0 outside the face (hair,
+        background), over soft edges :data:`GATE_FEATHER` face heights wide.
+    """
+    regions = subject.regions_at(*size)
+    width = GATE_FEATHER * regions.face_rect(index).height
+    lip = soft_rect(lip_gate_rect(regions, index, subject.lip_gate_margin), rows, cols, width)
+    upper = soft_rect(regions.upper_face_rect(index), rows, cols, width)
+    return lip, (upper * (1.0 - lip)).astype(np.float32)
+
+
+def lip_gate_rect(regions: FaceRegions, index: int, margin: float) -> Rect:
+    """Where the audio attention may act: the lower face (nose tip to chin) grown downwards by ``margin`` face
+    heights and sideways by half that, so a jaw opening wider than in the reference frame is still driven."""
+    lower = regions.lower_face_rect(index)
+    face = regions.face_rect(index)
+    grow = int(round(margin * face.height))
+    return Rect(lower.r0, lower.r1 + grow, lower.c0 - grow // 2, lower.c1 + grow // 2).clamped(
+        regions.height, regions.width)
+
+
+def soft_rect(rect: Rect, rows: np.ndarray, cols: np.ndarray, feather: float) -> np.ndarray:
+    """Membership of pixel centres in ``rect`` with edges ramped linearly over ``feather`` pixels (centred on
+    the edge): 1 inside, 0 outside, in between near the border; hard membership when ``feather <= 0``."""
+    if feather <= 0:
+        return rect.contains(rows, cols).astype(np.float32)
+    r = np.asarray(rows, np.float32) + 0.5
+    c = np.asarray(cols, np.float32) + 0.5
+    inside = np.minimum(np.minimum(r - rect.r0, rect.r1 - r), np.minimum(c - rect.c0, rect.c1 - c))
+    return np.clip(inside / feather + 0.5, 0.0, 1.0).astype(np.float32)
