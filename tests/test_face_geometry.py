@@ -119,14 +119,15 @@ def test_soften_ramps_over_the_feather_and_keeps_the_edge():
     assert np.array_equal(soften(hard, 0.0) > 0.5, hard)
 
 
-def test_missing_rigid_landmarks_are_a_clear_error():
-    _, track, pose = _scene(num_frames=4)
-    from synctalk_lib.errors import InputError
-
+def test_poses_without_rigid_landmarks_still_lift():
+    """Imported poses have no bundle-adjusted landmarks: the mesh centroid anchors the depth instead."""
+    base, track, pose = _scene(num_frames=8)
     bare = HeadPose(focal=pose.focal, cx=pose.cx, cy=pose.cy, width=pose.width, height=pose.height, c2w=pose.c2w,
                     keypoints=pose.keypoints, reproj_error=pose.reproj_error)
-    with pytest.raises(InputError, match="rigid landmarks"):
-        FaceGeometry.from_track(track, bare)
+    geometry = FaceGeometry.from_track(track, bare)
+    aligned = base[:468] - base[:468].mean(axis=0)
+    lifted = geometry.neutral - geometry.neutral.mean(axis=0)
+    assert np.abs(lifted - aligned).max() < 5e-3 and geometry.lift_error_mm == 0.0
 
 
 def test_fill_polygon_of_projected_region_matches_mask():

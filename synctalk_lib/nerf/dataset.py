@@ -28,6 +28,7 @@ from torch import Tensor
 from synctalk_lib.errors import InputError
 from synctalk_lib.face.regions import FaceRegions, HeadShape
 from synctalk_lib.nerf.frame_rays import RaySubject, frame_rays
+from synctalk_lib.pose.face_geometry import FaceGeometry, RegionShape
 from synctalk_lib.nerf.rays import audio_windows
 from synctalk_lib.portrait.background import Background, clean_background, frame_background
 from synctalk_lib.types import AudioFeatures, Clip, FaceTrack, HeadPose
@@ -172,6 +173,9 @@ class DataSettings:
     cache_bytes: int = 1 << 30
     """Memory for resized frames and backgrounds (uint8); frames beyond it are re-read from the clip."""
     head_shape: HeadShape = field(default_factory=HeadShape)
+    """Head region of the clean-background estimate (each frame's landmarks: it only has to cover the head)."""
+    region_shape: RegionShape = field(default_factory=RegionShape)
+    """Margins of the pose regions: the mouth region the audio drives and the head region the renderer paints."""
 
 
 class SubjectData:
@@ -193,8 +197,11 @@ class SubjectData:
         self.height, self.width = _scaled_size(clip.height, clip.width, self.settings.resolution)
         self.train_indices, self.val_indices = split_frames(self.num_frames, self.settings.val_frames)
         self.clip_regions = FaceRegions.from_track(track, shape=self.settings.head_shape)
+        self.geometry = FaceGeometry.from_track(track, pose, frames=self.train_indices)
+        """The subject's face in the head frame: where every mask comes from (never a frame's own mouth)."""
         self.ray_subject = RaySubject(pose, self.clip_regions, self.settings.lip_gate_margin,
-                                      size=(self.height, self.width))
+                                      size=(self.height, self.width), geometry=self.geometry,
+                                      shape=self.settings.region_shape)
         """Cameras and face regions the rays and their gates are made from (:func:`frame_rays`)."""
         self.focal, self.cx, self.cy = self.ray_subject.intrinsics(self.height, self.width)
         self.regions = self.ray_subject.regions_at(self.height, self.width)
@@ -238,8 +245,9 @@ class SubjectData:
         return self._cached("frame", index, lambda: self._resize(self.clip.frame(index)))
 
     def head_mask(self, index: int) -> np.ndarray:
-        """``[h, w]`` bool head region of frame ``index`` at the training resolution."""
-        return self.regions.head_mask(index)
+        """``[h, w]`` bool head region of frame ``index`` at the training resolution (from its camera and the
+        face geometry: it reaches below the widest-open chin, so the renderer learns the neck there)."""
+        return self.ray_subject.head_mask(index, (self.height, self.width))
 
     def frame_background(self, index: int) -> np.ndarray:
         """The frame with its head region replaced by the clean background, ``[h, w, 3]`` uint8."""

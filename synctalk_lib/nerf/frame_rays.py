@@ -10,7 +10,13 @@ get them.
 
 Pixels are ``(row, col)`` of an image of the requested size; the intrinsics scale from the clip's size to it. The
 gates of the facial-aware masked attention (which rays the audio and the expression may drive) are computed by
-:func:`ray_gates` and nowhere else.
+:func:`ray_gates` and nowhere else, and the head region (what the clean background replaces under the head) by
+:meth:`RaySubject.head_mask`.
+
+Both come from the camera and the subject's face geometry (``pose.face_geometry``): the mouth region covers the
+whole reach of the jaw seen from that camera, whatever the frame's own mouth does, so no mask carries a reference
+frame's mouth into a render. Models trained before that (no geometry) keep the rectangles of each frame's
+landmarks they were trained with (:func:`_landmark_gates`).
 """
 from __future__ import annotations
 
@@ -20,13 +26,20 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from collections import OrderedDict
+
 from synctalk_lib.face.regions import FaceRegions, Rect
 from synctalk_lib.nerf.rays import head_pose_to_ngp, pixel_rays
+from synctalk_lib.pose.face_geometry import FaceGeometry, PoseRegions, RegionShape
 from synctalk_lib.types import HeadPose
 
 GATE_FEATHER = 0.08
 """Width of the gates' soft edges, as a fraction of the face height (hard rectangles leave visible seams in the
 density where the audio input switches on)."""
+
+
+MASK_CACHE_ENTRIES = 256
+"""Per-frame masks kept (a few MB at 128 px): training revisits frames every epoch."""
 
 
 class RaySubject:
@@ -35,17 +48,54 @@ class RaySubject:
     Args:
         pose: the frames' intrinsics and OpenGL camera-to-world poses, at the clip's size.
         regions: the frames' face regions (any size; they are resized as needed).
-        lip_gate_margin: growth of the audio gate (see :func:`lip_gate_rect`).
+        lip_gate_margin: growth of the audio gate of landmark-gated models (see :func:`lip_gate_rect`).
         size: ``(height, width)`` of the images rendered by default (the training resolution).
+        geometry: the subject's face geometry; None only for models trained with landmark gates.
+        shape: margins of the pose regions.
     """
 
-    def __init__(self, pose: HeadPose, regions: FaceRegions, lip_gate_margin: float, size: tuple[int, int]):
+    def __init__(self, pose: HeadPose, regions: FaceRegions, lip_gate_margin: float, size: tuple[int, int],
+                 geometry: FaceGeometry | None = None, shape: RegionShape | None = None):
         self.pose = pose
         self.regions = regions
         self.lip_gate_margin = float(lip_gate_margin)
         self.size = (int(size[0]), int(size[1]))
+        self.geometry = geometry
+        self.shape = shape or RegionShape()
         self.poses_ngp = head_pose_to_ngp(pose.c2w)
         """[F, 4, 4] NGP-space camera-to-world of the frames."""
+        self._masks: OrderedDict[tuple, tuple[np.ndarray, ...]] = OrderedDict()
+
+    def pose_regions(self, height: int, width: int) -> PoseRegions:
+        """The subject's regions for images of ``height x width`` (needs the geometry)."""
+        if self.geometry is None:
+            raise ValueError("this subject has no face geometry (a model trained with landmark gates)")
+        return PoseRegions.for_size(self.geometry, self.pose, height, width, self.shape)
+
+    def _pose_masks(self, index: int, pose: np.ndarray | None, size: tuple[int, int]) -> tuple[np.ndarray, ...]:
+        """``(lip gate, expression gate, head mask)`` images for frame ``index`` (or ``pose``) at ``size``."""
+        key = (int(index), size) if pose is None else None
+        if key is not None and key in self._masks:
+            self._masks.move_to_end(key)
+            return self._masks[key]
+        c2w = np.asarray(self.pose.c2w[index] if pose is None else _numpy(pose), np.float64)
+        regions = self.pose_regions(*size)
+        feather = GATE_FEATHER * regions.face_height_px(c2w)
+        lip = regions.mask("mouth", c2w, feather=feather)
+        upper = regions.mask("upper", c2w, feather=feather)
+        masks = (lip, (upper * (1.0 - lip)).astype(np.float32), regions.mask("head", c2w) > 0.5)
+        if key is not None:
+            self._masks[key] = masks
+            if len(self._masks) > MASK_CACHE_ENTRIES:
+                self._masks.popitem(last=False)
+        return masks
+
+    def head_mask(self, index: int, size: tuple[int, int], pose: np.ndarray | None = None) -> np.ndarray:
+        """``[h, w]`` bool: the head region of frame ``index`` (seen from ``pose`` when given) at ``size``: what the
+        renderer paints, and what the clean background replaces under it."""
+        if self.geometry is None:
+            return self.regions_at(*size).head_mask(index)
+        return self._pose_masks(index, pose, (int(size[0]), int(size[1])))[2]
 
     def intrinsics(self, height: int, width: int) -> tuple[float, float, float]:
         """``(focal, cx, cy)`` in pixels of an image of ``height x width`` (scaled from the clip's)."""
@@ -100,7 +150,7 @@ def frame_rays(subject: RaySubject, index: int, pose: np.ndarray | Tensor | None
     focal, cx, cy = subject.intrinsics(height, width)
     rows_t, cols_t = torch.from_numpy(rows).to(device), torch.from_numpy(cols).to(device)
     rays_o, rays_d = pixel_rays(c2w_ngp.to(device), focal, cx, cy, rows_t, cols_t)
-    lip, expr = ray_gates(subject, index, rows, cols, (height, width))
+    lip, expr = ray_gates(subject, index, rows, cols, (height, width), pose=pose)
     return FrameRays(rows=rows_t, cols=cols_t, rays_o=rays_o, rays_d=rays_d, lip_mask=torch.from_numpy(lip).to(device),
                      expr_mask=torch.from_numpy(expr).to(device))
 
@@ -118,25 +168,40 @@ def _pixels(height: int, width: int, pixels: tuple[np.ndarray, np.ndarray] | Non
 
 
 # --------------------------------------------------------------------------------------------------- gates
-def ray_gates(subject: RaySubject, index: int, rows: np.ndarray, cols: np.ndarray,
-              size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def ray_gates(subject: RaySubject, index: int, rows: np.ndarray, cols: np.ndarray, size: tuple[int, int],
+              pose: np.ndarray | Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per-ray gates of the facial-aware masked attention for pixels ``(rows, cols)`` of frame ``index``.
 
     Args:
-        subject: the subject (its face regions and lip-gate margin).
-        index: the frame whose face regions place the gates.
+        subject: the subject (its face geometry, or for older models its face regions and lip-gate margin).
+        index: the frame whose camera places the gates (``pose`` instead when given).
         rows, cols: [N] integer pixels of an image of ``size = (height, width)``.
 
     Returns:
-        (lip gate [N] float32: 1 in the lip gate rectangle (:func:`lip_gate_rect`); expression gate [N] float32: 1
-        in the upper face (eyes, brows, forehead) where the lip gate is 0). Both fall to 0 outside the face (hair,
-        background), over soft edges :data:`GATE_FEATHER` face heights wide.
+        (lip gate [N] float32: 1 in the mouth region, the reach of the lips, chin and jaw below the nose tip;
+        expression gate [N] float32: 1 in the upper face (eyes, brows, forehead) where the lip gate is 0). Both fall
+        to 0 outside the face, over soft edges :data:`GATE_FEATHER` face heights wide.
     """
+    rows = np.asarray(rows, np.int64)
+    cols = np.asarray(cols, np.int64)
+    if subject.geometry is None:
+        return _landmark_gates(subject, index, rows, cols, size)
+    lip, expr, _ = subject._pose_masks(index, None if pose is None else pose, (int(size[0]), int(size[1])))
+    return lip[rows, cols], expr[rows, cols]
+
+
+def _landmark_gates(subject: RaySubject, index: int, rows: np.ndarray, cols: np.ndarray,
+                    size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The gates of models trained before the face geometry: rectangles of frame ``index``'s own landmarks."""
     regions = subject.regions_at(*size)
     width = GATE_FEATHER * regions.face_rect(index).height
     lip = soft_rect(lip_gate_rect(regions, index, subject.lip_gate_margin), rows, cols, width)
     upper = soft_rect(regions.upper_face_rect(index), rows, cols, width)
     return lip, (upper * (1.0 - lip)).astype(np.float32)
+
+
+def _numpy(pose: np.ndarray | Tensor) -> np.ndarray:
+    return pose.detach().cpu().numpy() if isinstance(pose, Tensor) else np.asarray(pose)
 
 
 def lip_gate_rect(regions: FaceRegions, index: int, margin: float) -> Rect:

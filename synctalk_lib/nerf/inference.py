@@ -20,6 +20,7 @@ import torch
 
 from synctalk_lib.errors import InputError
 from synctalk_lib.nerf.frame_rays import RaySubject, frame_rays
+from synctalk_lib.pose.face_geometry import FaceGeometry
 from synctalk_lib.nerf.model_folder import SyncTalkModel
 from synctalk_lib.nerf.rays import audio_windows
 from synctalk_lib.portrait.background import frame_background
@@ -92,10 +93,15 @@ def _nearest_reference(model: SyncTalkModel, c2w: np.ndarray) -> int:
 
 
 def model_ray_subject(model: SyncTalkModel) -> RaySubject:
-    """What the rays of a trained subject's frames are made from, at the model's render size."""
+    """What the rays of a trained subject's frames are made from, at the model's render size: its face geometry
+    (rebuilt from the training frames' track and poses, exactly as in training), or for models trained with
+    landmark gates their face regions."""
     subject = model.subject
+    geometry = None
+    if model.region_shape is not None:
+        geometry = FaceGeometry.from_track(subject.track, subject.pose, frames=subject.train_indices)
     return RaySubject(subject.pose, subject.regions(), model.lip_gate_margin,
-                      size=(model.render_height, model.render_width))
+                      size=(model.render_height, model.render_width), geometry=geometry, shape=model.region_shape)
 
 
 def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -146,7 +152,7 @@ def render_frames(model: SyncTalkModel, features: AudioFeatures, *, expression=N
         for k, j in enumerate(refs):
             if pose_override is None:
                 rays.append(frame_rays(ray_subject, int(j), device=device))
-            else:  # the gates of the reference frame whose camera is nearest
+            else:  # gates from that camera (landmark-gated models: the reference frame whose camera is nearest)
                 c2w = pose_override[(start + int(idx[k])) % len(pose_override)]
                 rays.append(frame_rays(ray_subject, _nearest_reference(model, c2w), pose=c2w, device=device))
         n = len(rays[0].rays_o)
@@ -155,7 +161,7 @@ def render_frames(model: SyncTalkModel, features: AudioFeatures, *, expression=N
                           code_index=None, bg=torch.zeros(3, device=device),
                           lip_mask=torch.cat([r.lip_mask for r in rays]),
                           expr_mask=torch.cat([r.expr_mask for r in rays]), chunk_size=chunk_rays)
-        rgb_out, alpha_out = _over_reference_frames(model, refs, out.rgb, out.alpha)
+        rgb_out, alpha_out = _over_reference_frames(model, ray_subject, refs, out.rgb, out.alpha)
         done += len(refs)
         first_index = int(idx[0]) + (0 if frames is not None else start)
         yield RenderChunk(first_index, (rgb_out * 255.0 + 0.5).astype(np.uint8) if as_uint8 else rgb_out, alpha_out)
@@ -188,7 +194,7 @@ def _pose_override(poses) -> np.ndarray | None:
     return array
 
 
-def _over_reference_frames(model: SyncTalkModel, refs: np.ndarray, rgb: torch.Tensor,
+def _over_reference_frames(model: SyncTalkModel, ray_subject: RaySubject, refs: np.ndarray, rgb: torch.Tensor,
                            alpha: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """Rendered heads (``[b * h * w, 3]`` premultiplied over black, ``[b * h * w]`` opacity at the render size)
     resized to the clip's size and composited over their reference frames' backgrounds: ``[b, H, W, 3]`` and
@@ -196,13 +202,13 @@ def _over_reference_frames(model: SyncTalkModel, refs: np.ndarray, rgb: torch.Te
     subject = model.subject
     b, h, w = len(refs), model.render_height, model.render_width
     big_h, big_w = subject.height, subject.width
-    regions = subject.regions()
     head = rgb.reshape(b, h, w, 3).float().cpu().numpy()
     alpha_small = alpha.reshape(b, h, w).float().clamp(0.0, 1.0).cpu().numpy()
     rgb_out = np.empty((b, big_h, big_w, 3), np.float32)
     alpha_out = np.empty((b, big_h, big_w), np.float32)
     for k, j in enumerate(refs):
-        bg = frame_background(subject.frames.frame(int(j)), regions.head_mask(int(j)), subject.background)
+        bg = frame_background(subject.frames.frame(int(j)), ray_subject.head_mask(int(j), (big_h, big_w)),
+                              subject.background)
         a = np.clip(_resize(alpha_small[k], big_h, big_w), 0.0, 1.0)
         c = _resize(head[k], big_h, big_w)
         rgb_out[k] = np.clip(c + (1.0 - a[..., None]) * (bg.astype(np.float32) / 255.0), 0.0, 1.0)

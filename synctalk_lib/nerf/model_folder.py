@@ -22,6 +22,7 @@ warns, by name, about keys it does not know and keys that fell back to defaults,
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -39,6 +40,7 @@ from synctalk_lib.errors import InputError, MissingDependencyError, SyncTalkErro
 from synctalk_lib.face.regions import FaceRegions
 from synctalk_lib.nerf.config import NerfConfig
 from synctalk_lib.nerf.model import SyncTalkNeRF
+from synctalk_lib.pose.face_geometry import RegionShape
 from synctalk_lib.paths import atomic_path, default_models_dir, read_json
 from synctalk_lib.types import Clip, FaceTrack, HeadPose
 
@@ -227,10 +229,14 @@ class SyncTalkModel:
 
     def __init__(self, nerf: SyncTalkNeRF, subject: SubjectAssets, *, render_size: tuple[int, int],
                  encoder_id: str, feature_dim: int, name: str = "synctalk", train_config: dict | None = None,
-                 summary: dict | None = None, folder: Path | None = None, lip_gate_margin: float = 0.15):
+                 summary: dict | None = None, folder: Path | None = None, lip_gate_margin: float = 0.15,
+                 region_shape: RegionShape | None = None):
         self.nerf = nerf.eval()
         self.lip_gate_margin = float(lip_gate_margin)
-        """Growth of the lower-face audio gate (same as in training, see ``frame_rays.lip_gate_rect``)."""
+        """Growth of the audio gate of models trained with landmark gates (see ``frame_rays.lip_gate_rect``)."""
+        self.region_shape = region_shape
+        """Margins of the pose regions the model was trained with; None: trained with each frame's landmark
+        rectangles (older models), which it keeps."""
         self.subject = subject
         self.render_height, self.render_width = int(render_size[0]), int(render_size[1])
         self.encoder_id = encoder_id
@@ -280,7 +286,7 @@ class SyncTalkModel:
         )
         return cls(nerf, subject, render_size=(data.height, data.width), encoder_id=data.audio.encoder_id,
                    feature_dim=data.audio.dim, name=name, train_config=train_config, summary=summary,
-                   lip_gate_margin=data.settings.lip_gate_margin)
+                   lip_gate_margin=data.settings.lip_gate_margin, region_shape=data.settings.region_shape)
 
     # --- saving
     def save_pretrained(self, folder: Path | str) -> Path:
@@ -317,7 +323,8 @@ def save_pretrained(model: SyncTalkModel, folder: Path | str) -> Path:
         "schema_version": SCHEMA_VERSION, "format": FORMAT, "class_name": "SyncTalkNeRF",
         "package_version": __version__, "name": model.name, "nerf": model.config.to_dict(),
         "render": {"height": model.render_height, "width": model.render_width, "focal": focal, "cx": cx, "cy": cy,
-                   "lip_gate_margin": model.lip_gate_margin},
+                   "lip_gate_margin": model.lip_gate_margin,
+                   "regions": None if model.region_shape is None else dataclasses.asdict(model.region_shape)},
         "audio": {"encoder_id": model.encoder_id, "feature_dim": model.feature_dim, "fps": subject.fps},
         "training": {"config": model.train_config, "summary": model.summary},
     }
@@ -403,7 +410,16 @@ def load_model_folder(folder: Path | str, *, device: torch.device | str = "cpu")
                          encoder_id=str(audio["encoder_id"]), feature_dim=int(audio["feature_dim"]),
                          name=str(config.get("name", folder.name)), train_config=training.get("config"),
                          summary=training.get("summary"), folder=folder,
-                         lip_gate_margin=float(render.get("lip_gate_margin", 0.15)))
+                         lip_gate_margin=float(render.get("lip_gate_margin", 0.15)),
+                         region_shape=_region_shape(render.get("regions")))
+
+
+def _region_shape(values: dict | None) -> RegionShape | None:
+    """The pose-region margins of config.json's "render" (None: a model trained with landmark gates)."""
+    if values is None:
+        return None
+    known = {f.name for f in dataclasses.fields(RegionShape)}
+    return RegionShape(**{k: float(v) for k, v in values.items() if k in known})
 
 
 # ------------------------------------------------------------------------------------------- resolution

@@ -92,23 +92,28 @@ def lift_landmarks(landmarks: np.ndarray, c2w: np.ndarray, focal: float, cx: flo
     """Landmarks ``[N, 478, 3]`` (pixels, MediaPipe depth in pixels) -> head-frame points ``[N, 468, 3]``.
 
     Depth of each point = ``a_n + z * s_n``: ``s_n`` metres per pixel at the head's distance, ``a_n`` chosen so
-    the rigid landmarks sit at their known depth. Returns the points and the mean rigid-point error in mm.
+    the rigid landmarks sit at their bundle-adjusted depth (``rigid_head``, ``[L, 3]``), or, for poses without
+    them (imported ``transforms_*.json``), so the mesh's centroid sits at the head origin. Returns the points and
+    the mean rigid-point error in mm (0 when unknown).
     """
     lm = np.asarray(landmarks, np.float64)[:, :NUM_MESH_POINTS]
     rotation, translation = nerf_to_opencv(c2w)
     rigid = np.asarray(RIGID_LANDMARKS, np.int64)
     rigid_head = np.asarray(rigid_head, np.float64)
-    if rigid_head.shape != (len(rigid), 3):
-        raise InputError(f"the head pose has no bundle-adjusted rigid landmarks ({list(rigid_head.shape)}); run "
-                         "StabilizeHeadPose again with this version")
-    rigid_cam = np.einsum("nij,lj->nli", rotation, rigid_head) + translation[:, None, :]
-    scale = np.median(rigid_cam[..., 2], axis=1) / focal
-    offset = np.mean(rigid_cam[..., 2] - lm[:, rigid, 2] * scale[:, None], axis=1)
+    known = rigid_head.shape == (len(rigid), 3)
+    if known:
+        anchor_cam = np.einsum("nij,lj->nli", rotation, rigid_head) + translation[:, None, :]
+        anchor_z, ids = anchor_cam[..., 2], rigid
+    else:  # the head origin is the mesh centroid: its depth is the translation's
+        anchor_z, ids = translation[:, 2:3], np.arange(NUM_MESH_POINTS)
+    scale = np.median(anchor_z, axis=1) / focal
+    offset = np.mean(anchor_z, axis=1) - np.mean(lm[:, ids, 2], axis=1) * scale
     depth = offset[:, None] + lm[..., 2] * scale[:, None]
     rays = np.stack([(lm[..., 0] - cx) / focal, (lm[..., 1] - cy) / focal, np.ones(lm.shape[:2])], -1)
     head = np.einsum("nji,nlj->nli", rotation, rays * depth[..., None] - translation[:, None, :])
-    error = float(np.linalg.norm(head[:, rigid] - rigid_head[None], axis=-1).mean()) * 1000.0
-    return head, error
+    if not known:
+        return head, 0.0
+    return head, float(np.linalg.norm(head[:, rigid] - rigid_head[None], axis=-1).mean()) * 1000.0
 
 
 def _jaw_drop(head: np.ndarray) -> np.ndarray:
@@ -164,7 +169,8 @@ class PoseRegions:
         cam = points @ rotation[0].T + translation[0]
         return project(cam, self.focal, self.cx, self.cy)
 
-    def _face_px(self, c2w: np.ndarray) -> float:
+    def face_height_px(self, c2w: np.ndarray) -> float:
+        """The face's height (forehead top to chin) in pixels, seen from ``c2w``."""
         g = self.geometry
         ends = self.project(np.stack([g.neutral[10], g.neutral[CHIN]]), c2w)
         return float(np.linalg.norm(ends[0] - ends[1]))
@@ -186,7 +192,7 @@ class PoseRegions:
     def _mouth(self, c2w: np.ndarray) -> np.ndarray:
         pts = self.project(self._lower_points(), c2w)
         top = self.project(self.geometry.neutral[[NOSE_TIP]], c2w)[0]
-        hull = _grow(_convex_hull(pts), self.shape.mouth_margin * self._face_px(c2w))
+        hull = _grow(_convex_hull(pts), self.shape.mouth_margin * self.face_height_px(c2w))
         return _clip_above(hull, top, self._down(c2w))
 
     def _upper(self, c2w: np.ndarray) -> np.ndarray:
@@ -205,7 +211,7 @@ class PoseRegions:
         origin = self.project(g.neutral[[LEFT_EYE[0], RIGHT_EYE[0]]], c2w).mean(axis=0)
         down = self._down(c2w)
         w = (pts - origin) @ down
-        grow = np.clip(w / max(float(w.max()), 1e-6), 0.0, 1.0) * chin_grow * self._face_px(c2w)
+        grow = np.clip(w / max(float(w.max()), 1e-6), 0.0, 1.0) * chin_grow * self.face_height_px(c2w)
         return pts + grow[:, None] * down, origin, down
 
     def _face(self, c2w: np.ndarray) -> np.ndarray:
@@ -216,7 +222,7 @@ class PoseRegions:
         pts, origin, down = self._oval(c2w, self.shape.neck)
         across = np.array([down[1], -down[0]])
         u, w = (pts - origin) @ across, (pts - origin) @ down
-        face_h = self._face_px(c2w)
+        face_h = self.face_height_px(c2w)
         centre = (u.max() + u.min()) / 2.0
         below = np.clip(w / max(float(w.max()), 1e-6), 0.0, 1.0)
         above = np.clip(w / min(float(w.min()), -1e-6), 0.0, 1.0)
