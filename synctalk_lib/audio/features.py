@@ -108,9 +108,20 @@ def encode_audio(wave: np.ndarray, sample_rate: int, *, fps: float = 25.0, encod
         features = ave_module.encode_windows(model, windows, batch_size=AVE_BATCH, on_step=batch_done)
         encoder_id = model.weights_id
     for note in notes:
-        log.warning("SyncTalk: %s", note)
+        _warn_once(note)
     return AudioFeatures(features=np.ascontiguousarray(features.numpy(), dtype=np.float32), fps=float(fps),
                          encoder_id=encoder_id, notes=tuple(notes))
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_once(note: str) -> None:
+    """Log a note the first time this process meets it (the fallback to mel would otherwise repeat for every
+    EncodeAudioAV of every run); the features keep their notes, so reports still show them each time."""
+    if note not in _WARNED:
+        _WARNED.add(note)
+        log.warning("SyncTalk: %s", note)
 
 
 def parse_encoder(encoder: str) -> tuple[str, str | None]:
