@@ -112,7 +112,7 @@ def _render_row(b: WorkflowBuilder, model: tuple[NodeRef, str], clip: tuple[Node
 
 def quickstart(defs: dict) -> WorkflowBuilder:
     b = WorkflowBuilder(defs)
-    b.note(NOTE_QUICKSTART, column=0, height=560, title="Read me: SyncTalk quickstart")
+    b.note(NOTE_QUICKSTART, column=0, height=300, title="Read me: SyncTalk quickstart")
     b.group("1. Train a subject (quick preset)", row=0)
     load, face, pose, train = _training_row(b, preset="quick", name="quickstart", perceptual_loss="none")
     b.group("2. Make it say new speech", row=1)
@@ -122,7 +122,7 @@ def quickstart(defs: dict) -> WorkflowBuilder:
 
 def train(defs: dict) -> WorkflowBuilder:
     b = WorkflowBuilder(defs)
-    b.note(NOTE_TRAIN, column=0, height=520, title="Read me: train a subject")
+    b.note(NOTE_TRAIN, column=0, height=260, title="Read me: train a subject")
     b.group("Train a subject", row=0)
     *_, model = _training_row(b, preset="standard", name="my_subject", perceptual_loss="lpips")
     save = b.node("SaveSyncTalkModel", column=5, row=0, name="my_subject")
@@ -132,7 +132,7 @@ def train(defs: dict) -> WorkflowBuilder:
 
 def render(defs: dict) -> WorkflowBuilder:
     b = WorkflowBuilder(defs)
-    b.note(NOTE_RENDER, column=0, height=480, title="Read me: make a subject talk")
+    b.note(NOTE_RENDER, column=0, height=220, title="Read me: make a subject talk")
     b.group("Make a trained subject say new speech", row=0)
     model = b.node("LoadSyncTalkModel", column=1, row=0, name="my_subject")
     _render_row(b, (model, "model"), (model, "clip"), (model, "head_pose"), (model, "face_track"), row=0)
