@@ -143,6 +143,26 @@ def progress(description: str, total: int | None = None) -> Iterator[StepCallbac
         yield on_step
 
 
+def is_interruption(exc: BaseException) -> bool:
+    """Whether ``exc`` is ComfyUI's Cancel (never true outside ComfyUI)."""
+    comfy = _comfy()
+    return comfy is not None and isinstance(exc, comfy[2].InterruptProcessingException)
+
+
+def show_text(text: str) -> None:
+    """Show ``text`` on the running node in ComfyUI's editor (under its widgets); a no-op outside ComfyUI."""
+    if _comfy() is None:
+        return
+    try:
+        from comfy_execution.utils import get_executing_context  # type: ignore[import-not-found]
+        from server import PromptServer  # type: ignore[import-not-found]
+    except ImportError:  # a ComfyUI without node text
+        return
+    context = get_executing_context()
+    if context is not None and getattr(PromptServer, "instance", None) is not None:
+        PromptServer.instance.send_progress_text(text, context.node_id)
+
+
 def warn(message: str) -> None:
     """A warning the user should see (ComfyUI's console / the CLI's stderr)."""
     log.warning("SyncTalk: %s", message)

@@ -85,7 +85,8 @@ def encode_audio(wave: np.ndarray, sample_rate: int, *, fps: float = 25.0, encod
             model = ave_module.load_ave(None, models_dirs, dev)
         except MissingWeightsError as exc:
             if kind == "ave":
-                raise
+                raise MissingWeightsError(f"{exc} Or choose the encoder 'mel', which needs no weights (render "
+                                          "with the encoder the model was trained with).") from exc
             notes.append(f"the official AVE weights are unavailable, so the 'mel' features are used instead "
                          f"(D = {MEL_FEATURE_DIM}; lip sync is learnt by the renderer alone, usually weaker). "
                          f"Details: {exc}")
