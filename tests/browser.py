@@ -93,6 +93,7 @@ class ComfyPage:
         self.page.evaluate(PAGE_HELPERS)
         self.started = len(self.console)  # what the frontend logged while starting is its own business
         self.set_setting("Comfy.Minimap.Visible", False)
+        self.set_setting("LiteGraph.Canvas.MaximumFps", 10)  # progress redraws share the CPU with the server
 
     def js(self, code: str, arg: Any = None) -> Any:
         return self.page.evaluate(code, arg)
