@@ -51,8 +51,8 @@ trains the model.
 3. The model is saved as `models/synctalk/my_subject`; change the name in **TrainSyncTalk** and \
 **SaveSyncTalkModel**.
 
-Preset *standard* wants a GPU (about an hour); on a CPU choose *quick*. Weights are downloaded into \
-`models/synctalk` on first use."""
+Preset *auto* trains *standard* on a GPU (about an hour at 512 px) and *quick* on a CPU (minutes, low \
+resolution). Weights are downloaded into `models/synctalk` on first use."""
 
 NOTE_RENDER = f"""## Make a subject talk
 
@@ -124,7 +124,7 @@ def train(defs: dict) -> WorkflowBuilder:
     b = WorkflowBuilder(defs)
     b.note(NOTE_TRAIN, column=0, height=260, title="Read me: train a subject")
     b.group("Train a subject", row=0)
-    *_, model = _training_row(b, preset="standard", name="my_subject", perceptual_loss="lpips")
+    *_, model = _training_row(b, preset="auto", name="my_subject", perceptual_loss="lpips")
     save = b.node("SaveSyncTalkModel", column=5, row=0, name="my_subject")
     b.connect(model, "model", save, "model")
     return b
