@@ -1,86 +1,19 @@
 #!/usr/bin/env bash
-# Check the pack inside a real ComfyUI server on this CPU-only machine: sets up a separate virtual environment
-# for a ComfyUI checkout you provide, then runs tests/test_comfyui_server.py against it.
+# The pack inside a real ComfyUI, outside CI: sets up a venv for a ComfyUI source tree you provide
+# (tools/comfyui_venv.sh), then runs the real-server and real-browser tests against it and prints their timings.
 #
 #   bash bench/comfyui_smoke.sh /path/to/ComfyUI [/path/to/venv]
 #
-# Get ComfyUI yourself (e.g. `git clone https://github.com/comfyanonymous/ComfyUI`); nothing of it is kept in this
-# repository. The venv reuses the system torch (--system-site-packages) and pip may never replace it (constraint
-# torch==<installed version>). What is specific to this machine: its torch is a CPU build whose version PyPI only
-# has CUDA builds of torchvision/torchaudio for, and those fail to load on it. ComfyUI imports both at start-up
-# (torchvision in comfy/sd.py, torchaudio in comfy_extras/nodes_audio.py), so they are installed here without
-# their dependencies and without their compiled libraries, so they import as pure Python:
-#   - torchaudio: its lib/*.so removed; it then runs without its extension (resample etc. are pure PyTorch);
-#   - torchvision: _C.so / image.so / bundled CUDA libraries removed, plus a 20-line import hook in the venv that
-#     declares the two operator schemas (nms, qnms) torchvision registers fake kernels for at import time.
-# On a normal ComfyUI install (torch, torchvision and torchaudio from the same PyTorch index) none of this applies.
+# Needs Chromium (apt-get install chromium) and the test requirements (pip install -r tests/requirements.txt).
+# CI (.ci/run) does the same with ../shared/comfyui. Screenshots land in test-artifacts/browser/.
 set -euo pipefail
 
 COMFYUI_DIR="$(cd "${1:?usage: $0 COMFYUI_DIR [VENV]}" && pwd)"
-VENV="${2:-$(dirname "$COMFYUI_DIR")/comfy-venv}"
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
-WORK="$(mktemp -d)"
-trap 'rm -rf "$WORK"' EXIT
+VENV="${2:-$REPO/.venv-comfyui}"
 
-python -m venv --system-site-packages "$VENV"
-PY="$VENV/bin/python"
-TORCH_VERSION="$("$PY" -c 'import torch; print(torch.__version__.split("+")[0])')"
-echo "torch==$TORCH_VERSION" > "$WORK/constraints.txt"
-
-# ComfyUI's requirements without the torch family (and spandrel, which pulls torchvision as a dependency).
-grep -v -E '^(torch|torchvision|torchaudio|spandrel)([^a-z_-]|$)|^#|^$' "$COMFYUI_DIR/requirements.txt" > "$WORK/requirements.txt"
-"$PY" -m pip install -q -c "$WORK/constraints.txt" -r "$WORK/requirements.txt"
-"$PY" -m pip install -q --no-deps spandrel
-
-SITE="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-if ! "$PY" -c 'import torchaudio' 2>/dev/null; then
-  "$PY" -m pip install -q --no-deps torchaudio
-  rm -f "$SITE"/torchaudio/lib/*.so
-fi
-if ! "$PY" -c 'import torchvision' 2>/dev/null; then
-  TV_VERSION="$("$PY" - <<EOF
-major, minor = map(int, "$TORCH_VERSION".split(".")[:2])
-print(f"0.{minor + 15}.0" if major == 2 else "")  # torch 2.N pairs with torchvision 0.(N+15)
-EOF
-)"
-  "$PY" -m pip install -q --no-deps "torchvision==$TV_VERSION"
-  rm -rf "$SITE"/torchvision/_C.so "$SITE"/torchvision/image.so "$SITE"/torchvision.libs
-  cat > "$SITE/synctalk_torchvision_cpu_shim.py" <<'EOF'
-"""Lets a CUDA-only torchvision wheel import as pure Python on a CPU-only torch (ComfyUI check venv only).
-
-torchvision registers fake kernels for its 'nms'/'qnms' operators at import time without checking that its
-compiled extension (which defines them) loaded. Declaring the two schemas first lets the import finish; the
-operators themselves stay unavailable (calling them raises), which ComfyUI's core does not need on CPU.
-"""
-import importlib.abc
-import sys
-
-_LIB = None
-
-
-class _DeclareTorchvisionOps(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):
-        global _LIB
-        if name != "torchvision":
-            return None
-        sys.meta_path.remove(self)
-        import torch
-
-        _LIB = torch.library.Library("torchvision", "DEF")
-        for op in ("nms", "qnms"):
-            _LIB.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-        return None  # the normal finders import torchvision itself
-
-
-sys.meta_path.insert(0, _DeclareTorchvisionOps())
-EOF
-  echo "import synctalk_torchvision_cpu_shim" > "$SITE/synctalk_torchvision_cpu_shim.pth"
-fi
-"$PY" -c 'import torch, torchvision, torchaudio; print("venv ready: torch", torch.__version__, "torchvision", torchvision.__version__, "torchaudio", torchaudio.__version__)'
-
-# The test starts main.py --cpu on a free loopback port with temporary folders, loads only this pack, checks
-# the import log and /object_info, runs LoadReferenceVideo -> CreateVideo -> SaveVideo through /prompt and
-# /history, and stops the server.
+bash "$REPO/tools/comfyui_venv.sh" "$COMFYUI_DIR" "$VENV"
 cd "$REPO"
-COMFYUI_DIR="$COMFYUI_DIR" COMFYUI_PYTHON="$PY" SYNCTALK_SHARED="${SYNCTALK_SHARED:-$(cd "$REPO/.." && pwd)/shared}" \
-  python -m pytest tests/test_comfyui_server.py -q -s -p no:cacheprovider
+COMFYUI_DIR="$COMFYUI_DIR" COMFYUI_PYTHON="$VENV/bin/python" \
+  SYNCTALK_SHARED="${SYNCTALK_SHARED:-$(cd "$REPO/.." && pwd)/shared}" \
+  python -m pytest tests/test_comfyui_server.py tests/test_browser_workflows.py -q -s -p no:cacheprovider --durations=0

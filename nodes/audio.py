@@ -1,6 +1,7 @@
 """Audio nodes: EncodeAudioAV (speech -> one feature row per video frame for the renderer)."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -14,9 +15,10 @@ _OFFICIAL_NAMES = {"audio_visual_encoder.pth", "audio_visual_encoder.safetensors
 
 
 def list_ave_files() -> list[str]:
-    """Weight files at the top of the models folders (``models/synctalk/``), for the ave_file combo.
+    """AVE weight files at the top of the models folders (``models/synctalk/``), for the ave_file combo.
 
-    Trained SyncTalk models live in sub-folders and are not listed; the official AVE is chosen with ``ave``.
+    Only files that hold an audio-visual encoder are listed (other weights there, such as RAFT's, are not);
+    trained SyncTalk models live in sub-folders, and the official AVE is chosen with ``ave``.
     """
     names: set[str] = set()
     for folder in bridge.models_dirs():
@@ -25,10 +27,26 @@ def list_ave_files() -> list[str]:
         except OSError:
             continue
         for name in entries:
-            if name.lower().endswith(_WEIGHT_SUFFIXES) and name not in _OFFICIAL_NAMES and \
-                    os.path.isfile(os.path.join(folder, name)):
+            path = os.path.join(folder, name)
+            if name.lower().endswith(_WEIGHT_SUFFIXES) and name not in _OFFICIAL_NAMES and _is_ave(path):
                 names.add(name)
     return [NO_FILE] + sorted(names)
+
+
+def _is_ave(path: str) -> bool:
+    """``is_ave_file`` remembered per file version: INPUT_TYPES is asked for often."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return False
+    return _is_ave_cached(path, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _is_ave_cached(path: str, _size: int, _mtime_ns: int) -> bool:
+    from synctalk_lib.audio.ave import is_ave_file
+
+    return os.path.isfile(path) and is_ave_file(path)
 
 
 class SyncTalkEncodeAudioAV:
@@ -88,8 +106,7 @@ class SyncTalkEncodeAudioAV:
         with bridge.progress("Encoding audio") as on_step:
             features = encode_audio(wave, rate, fps=float(fps), encoder=choice, models_dirs=bridge.models_dirs(),
                                     device=bridge.device(device), on_step=on_step)
-        for note in features.notes:
-            bridge.warn(note)
+        # the notes were logged once by encode_audio; the report repeats them on the node
         return (features, features.num_frames, format_report(features, wave.shape[1] / rate))
 
     @staticmethod

@@ -1,7 +1,7 @@
 """The only module of the pack that touches ComfyUI.
 
 Everything ComfyUI-specific goes through here: progress bars, interruption, the torch device, and the folders
-(models, input, output, cache). Outside ComfyUI (the headless workflow runner, tests, scripts) the same calls work
+(models, input, output, cache). Outside ComfyUI (tests, scripts calling the node classes) the same calls work
 with plain defaults: tqdm progress, no interruption, ``auto|cpu|cuda`` devices and folders from environment
 variables. ComfyUI is detected once, lazily, by trying to import ``folder_paths`` and ``comfy``.
 """
@@ -143,6 +143,26 @@ def progress(description: str, total: int | None = None) -> Iterator[StepCallbac
         yield on_step
 
 
+def is_interruption(exc: BaseException) -> bool:
+    """Whether ``exc`` is ComfyUI's Cancel (never true outside ComfyUI)."""
+    comfy = _comfy()
+    return comfy is not None and isinstance(exc, comfy[2].InterruptProcessingException)
+
+
+def show_text(text: str) -> None:
+    """Show ``text`` on the running node in ComfyUI's editor (under its widgets); a no-op outside ComfyUI."""
+    if _comfy() is None:
+        return
+    try:
+        from comfy_execution.utils import get_executing_context  # type: ignore[import-not-found]
+        from server import PromptServer  # type: ignore[import-not-found]
+    except ImportError:  # a ComfyUI without node text
+        return
+    context = get_executing_context()
+    if context is not None and getattr(PromptServer, "instance", None) is not None:
+        PromptServer.instance.send_progress_text(text, context.node_id)
+
+
 def warn(message: str) -> None:
     """A warning the user should see (ComfyUI's console / the CLI's stderr)."""
     log.warning("SyncTalk: %s", message)
@@ -175,8 +195,8 @@ def free_device_memory() -> None:
 
 # ------------------------------------------------------------------------------------------------------- video
 def video_from_file(path) -> object:
-    """A core ``VIDEO`` value for a video file: ComfyUI's ``VideoFromFile`` inside ComfyUI (so SaveVideo and
-    GetVideoComponents treat it as their own), the pack's duck-typed ``VideoFile`` outside."""
+    """The core ``VIDEO`` value for a finished video file: ComfyUI's ``VideoFromFile`` (so SaveVideo and
+    GetVideoComponents treat it as their own). Outside ComfyUI, where no VIDEO type exists, the file's ``Path``."""
     if _comfy() is not None:
         try:
             from comfy_api.input_impl import VideoFromFile  # type: ignore[import-not-found]
@@ -184,6 +204,4 @@ def video_from_file(path) -> object:
             pass
         else:
             return VideoFromFile(str(path))
-    from synctalk_lib.media.video_file import VideoFile
-
-    return VideoFile(path)
+    return Path(path)

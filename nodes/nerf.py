@@ -102,14 +102,27 @@ class TrainSyncTalk:
         def on_status(line: str) -> None:
             lines.append(line)
 
+        reached = [0, 0]  # step, total: what a Cancel message reports
+
         with torch.inference_mode(False), torch.enable_grad():
             with bridge.progress(f"Training SyncTalk ({preset})") as on_step:
-                model, summary = train_subject(
-                    clip, face_track, head_pose, audio_features, preset=preset, name=name, work_dir=work_dir,
-                    device=device, resume=bool(resume), iterations=int(iterations),
-                    resolution=int(resolution), perceptual_loss=perceptual_loss, on_step=on_step,
-                    on_status=on_status, models_dirs=bridge.models_dirs())
+                def on_train_step(done: int, total: int) -> None:
+                    reached[:] = [done, total]
+                    on_step(done, total)
+
+                try:
+                    model, summary = train_subject(
+                        clip, face_track, head_pose, audio_features, preset=preset, name=name, work_dir=work_dir,
+                        device=device, resume=bool(resume), iterations=int(iterations),
+                        resolution=int(resolution), perceptual_loss=perceptual_loss, on_step=on_train_step,
+                        on_status=on_status, models_dirs=bridge.models_dirs())
+                except BaseException as exc:
+                    if bridge.is_interruption(exc) and reached[0]:
+                        bridge.show_text(f"Cancelled at step {reached[0]} of {reached[1]}. The checkpoint is kept: "
+                                         "run again with resume on to continue from there.")
+                    raise
         folder = model.save_pretrained(_model_folder(name))
+        bridge.show_text(f"Trained {reached[0]} steps; saved to {folder}.\n" + (lines[-1] if lines else ""))
         report = (f"Saved to {folder}\n" + "\n".join(lines[-5:]) + "\n" + json.dumps(summary, indent=2))
         return (model, report)
 

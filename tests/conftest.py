@@ -66,3 +66,15 @@ def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("clip_cache")
     os.environ["SYNCTALK_CACHE_DIR"] = str(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def comfyui(tmp_path_factory: pytest.TempPathFactory, shared_dir: Path):
+    """A real ComfyUI server with this pack (``$COMFYUI_DIR``; see ``real_comfyui.py``), one per session."""
+    from real_comfyui import ComfyUIServer, comfyui_dir
+
+    server = ComfyUIServer(comfyui_dir(), tmp_path_factory.mktemp("comfyui"), shared_dir / "models")
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -34,10 +34,15 @@ def test_node_lists_and_uses_ave_files_from_the_models_folder(node, models_dir, 
 
     torch.manual_seed(0)
     save_file(AudioVisualEncoder().official_state_dict(), str(models_dir / "my_ave.safetensors"))
+    torch.save(AudioVisualEncoder().official_state_dict(), models_dir / "my_ave_too.pth")
     (models_dir / "some_model").mkdir()
     (models_dir / "some_model" / "model.safetensors").write_bytes(b"")
+    # other weights in the same folder are not audio encoders and are not offered
+    torch.save({"fnet.conv1.weight": torch.zeros(3, 3)}, models_dir / "raft-small.pth")
+    save_file({"weight": torch.zeros(2)}, str(models_dir / "other.safetensors"))
+    (models_dir / "broken.pth").write_bytes(b"not weights")
     choices = SyncTalkEncodeAudioAV.INPUT_TYPES()["required"]["ave_file"][0]
-    assert choices == ["none", "my_ave.safetensors"]
+    assert choices == ["none", "my_ave.safetensors", "my_ave_too.pth"]
     wave, rate = load_audio(may_video, duration=2.0)
     features, frames, report = node.run(to_comfy_audio(wave, rate), 25.0, "ave-file", "my_ave.safetensors", "cpu")
     assert features.features.shape == (50, 512) and features.encoder_id.startswith("ave-file:")

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from synctalk_lib.errors import InputError
-from synctalk_lib.media.video_file import VideoFile, read_frames
+from synctalk_lib.media.video_file import read_frames
 from synctalk_lib.media.video_writer import VideoWriter, video_duration, write_video
 
 FPS = 25
@@ -140,66 +140,9 @@ def test_metadata_tags_and_ntsc_rate(tmp_path: Path) -> None:
         assert container.streams.video[0].average_rate == Fraction(30000, 1001)
 
 
-# ----------------------------------------------------------------------------------------------- VideoFile
-def test_video_file_answers_like_comfyui_video(tmp_path: Path) -> None:
-    wave = (0.3 * np.sin(np.arange(SR) * 2 * np.pi * 440 / SR)).astype(np.float32)[None]
-    path = write_video(tmp_path / "clip.mp4", _colour_frames(), FPS, audio=wave, sample_rate=SR)
-    video = VideoFile(path)
-    assert video.get_dimensions() == (64, 48)
-    assert video.get_duration() == pytest.approx(len(COLOURS) / FPS, abs=0.01)
-    assert "mp4" in video.get_container_format().split(",")
-    assert video.get_stream_source() == str(path)
-    parts = video.get_components()
-    assert parts.frame_rate == Fraction(FPS)
-    assert parts.images.dtype == torch.float32 and tuple(parts.images.shape) == (len(COLOURS), 48, 64, 3)
-    centre = parts.images[:, 20, 30].numpy() * 255
-    assert np.abs(centre - COLOURS).max() <= 6
-    assert parts.audio["sample_rate"] == SR
-    assert parts.audio["waveform"].shape == (1, 1, int(len(COLOURS) / FPS * SR))
-    assert np.corrcoef(parts.audio["waveform"][0, 0, 2000:4000].numpy(), wave[0, 2000:4000])[0, 1] > 0.99
-
-
-def test_video_file_save_to_copies_streams_and_adds_tags(tmp_path: Path) -> None:
-    path = write_video(tmp_path / "clip.mp4", _colour_frames(), FPS, audio=np.zeros((1, SR), np.float32),
-                       sample_rate=SR, metadata={"title": "source"})
-    copy = tmp_path / "copy.mp4"
-    VideoFile(path).save_to(str(copy), format="auto", codec="auto", metadata={"prompt": {"3": 1}})
-    assert np.array_equal(read_frames(copy)[0], read_frames(path)[0])  # copied, not re-encoded
-    assert video_duration(copy) == pytest.approx(video_duration(path))
-    with av.open(str(copy)) as container:
-        assert container.metadata["prompt"] == '{"3": 1}' and container.metadata["title"] == "source"
-    with pytest.raises(InputError, match="format 'webm'"):
-        VideoFile(path).save_to(tmp_path / "x.webm", format="webm")
-
-
-def test_video_file_reencodes_other_containers(tmp_path: Path) -> None:
-    source = tmp_path / "source.avi"
-    with av.open(str(source), mode="w") as container:
-        stream = container.add_stream("mpeg4", rate=FPS)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        stream.options = {"qscale": "2"}
-        for i, frame in enumerate(_colour_frames()):
-            out = av.VideoFrame.from_ndarray(frame, format="rgb24")
-            out.pts = i
-            container.mux(stream.encode(out))
-        container.mux(stream.encode(None))
-    target = tmp_path / "converted.mp4"
-    VideoFile(source).save_to(target)
-    with av.open(str(target)) as container:
-        assert container.streams.video[0].codec_context.name == "h264"
-    decoded, rate = read_frames(target)
-    assert rate == FPS and len(decoded) == len(COLOURS)
-    assert np.abs(decoded[:, 24, 32].astype(int) - COLOURS).max() <= 12
-
-
-def test_missing_video_file_is_an_input_error(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="not found"):
-        VideoFile(tmp_path / "nope.mp4")
-
-
 def test_bridge_video_from_file_outside_comfyui(tmp_path: Path) -> None:
     from nodes import bridge
 
     path = write_video(tmp_path / "clip.mp4", _colour_frames(), FPS)
     video = bridge.video_from_file(path)
-    assert isinstance(video, VideoFile) and video.get_dimensions() == (64, 48)
+    assert video == path and read_frames(video)[0].shape == (len(COLOURS), 48, 64, 3)

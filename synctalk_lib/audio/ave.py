@@ -105,6 +105,56 @@ class AudioVisualEncoder(nn.Module):
         self.load_state_dict(prefixed, strict=True)
 
 
+def official_key_shapes() -> dict[str, tuple[int, ...]]:
+    """Every key of an official-layout AVE file (without the prefix) and its tensor shape, from ``LAYERS``."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for i, (cin, cout, kernel, *_rest) in enumerate(LAYERS):
+        shapes[f"{i}.conv_block.0.weight"] = (cout, cin, kernel, kernel)
+        for name in ("0.bias", "1.weight", "1.bias", "1.running_mean", "1.running_var"):
+            shapes[f"{i}.conv_block.{name}"] = (cout,)
+        shapes[f"{i}.conv_block.1.num_batches_tracked"] = ()
+    return shapes
+
+
+_SNIFF_BYTES = 1 << 20  # a .pth keeps its key names in the pickle at the start (legacy) or in data.pkl (zip)
+
+
+def is_ave_file(path: Path | str) -> bool:
+    """Whether a weights file holds an AVE in the official layout, judged without loading it (for file lists).
+
+    ``.safetensors``: its header's keys and shapes are exactly the AVE's (``num_batches_tracked`` optional).
+    ``.pth``/``.pt``: every AVE key name occurs in its pickle (nothing is unpickled) and no face encoder does
+    (Wav2Lip's SyncNet shares the audio layout).
+    """
+    import json
+    import struct
+    import zipfile
+
+    path = Path(path)
+    expected = official_key_shapes()
+    try:
+        if path.suffix == ".safetensors":
+            with open(path, "rb") as handle:
+                size = struct.unpack("<Q", handle.read(8))[0]
+                header = json.loads(handle.read(min(size, _SNIFF_BYTES)))
+            shapes = {_bare(k): tuple(v["shape"]) for k, v in header.items() if k != "__metadata__"}
+            required = {k for k in expected if not k.endswith("num_batches_tracked")}
+            return required <= set(shapes) <= set(expected) and all(shapes[k] == expected[k] for k in shapes)
+        if path.suffix not in (".pth", ".pt"):
+            return False
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                pickled = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
+                data = archive.read(pickled)[:_SNIFF_BYTES] if pickled else b""
+        else:
+            with open(path, "rb") as handle:
+                data = handle.read(_SNIFF_BYTES)
+    except (OSError, ValueError, KeyError, struct.error, zipfile.BadZipFile):
+        return False
+    names = [k for k in expected if not k.endswith("num_batches_tracked")]
+    return b"face_encoder" not in data and all(k.encode() in data for k in names)
+
+
 def _bare(key: str) -> str:
     """A key as the official file names it (without the ``audio_encoder.`` prefix)."""
     return key[len(PREFIX):] if key.startswith(PREFIX) else key

@@ -85,7 +85,8 @@ def encode_audio(wave: np.ndarray, sample_rate: int, *, fps: float = 25.0, encod
             model = ave_module.load_ave(None, models_dirs, dev)
         except MissingWeightsError as exc:
             if kind == "ave":
-                raise
+                raise MissingWeightsError(f"{exc} Or choose the encoder 'mel', which needs no weights (render "
+                                          "with the encoder the model was trained with).") from exc
             notes.append(f"the official AVE weights are unavailable, so the 'mel' features are used instead "
                          f"(D = {MEL_FEATURE_DIM}; lip sync is learnt by the renderer alone, usually weaker). "
                          f"Details: {exc}")
@@ -108,9 +109,20 @@ def encode_audio(wave: np.ndarray, sample_rate: int, *, fps: float = 25.0, encod
         features = ave_module.encode_windows(model, windows, batch_size=AVE_BATCH, on_step=batch_done)
         encoder_id = model.weights_id
     for note in notes:
-        log.warning("SyncTalk: %s", note)
+        _warn_once(note)
     return AudioFeatures(features=np.ascontiguousarray(features.numpy(), dtype=np.float32), fps=float(fps),
                          encoder_id=encoder_id, notes=tuple(notes))
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_once(note: str) -> None:
+    """Log a note the first time this process meets it (the fallback to mel would otherwise repeat for every
+    EncodeAudioAV of every run); the features keep their notes, so reports still show them each time."""
+    if note not in _WARNED:
+        _WARNED.add(note)
+        log.warning("SyncTalk: %s", note)
 
 
 def parse_encoder(encoder: str) -> tuple[str, str | None]:

@@ -114,14 +114,14 @@ class NerfConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "NerfConfig":
         """Build from a dict; unknown keys are named in one warning and ignored, missing keys take their defaults
-        (logged at info level on the ``synctalk`` logger)."""
+        (logged at debug level: partial dicts are normal, e.g. the trainer's overrides or an older file)."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
             warnings.warn(f"NerfConfig: ignoring unknown keys {unknown} (written by another version?)", stacklevel=2)
         defaulted = sorted(names - set(data))
         if defaulted:
-            logging.getLogger("synctalk").info("NerfConfig: keys not in the file, using defaults: %s", defaulted)
+            logging.getLogger("synctalk").debug("NerfConfig: keys not given, using defaults: %s", defaulted)
         values = {k: v for k, v in data.items() if k in names}
         if "aabb" in values:
             values["aabb"] = tuple(values["aabb"])
