@@ -26,7 +26,7 @@ from real_comfyui import PACK_FOLDER, REPO
 
 pytestmark = pytest.mark.comfyui
 
-SHIPPED = REPO / "example_workflows"
+SHIPPED = REPO / "workflows"
 ARTIFACTS = Path(os.environ.get("SYNCTALK_ARTIFACTS") or REPO / "test-artifacts") / "browser"
 UPDATE = os.environ.get("SYNCTALK_UPDATE_SCREENSHOTS") == "1"
 BUILT = build_workflows.build_all()
@@ -115,7 +115,7 @@ def test_templates_show_each_workflow_with_title_and_thumbnail(comfyui, page):
     page.screenshot(ARTIFACTS / "templates.png")
     for stem, card in cards.items():
         assert card["text"].splitlines()[0].strip() == stem, "the card's title is the file name"
-        assert card["width"] == THUMBNAIL_WIDTH, f"{stem}: the thumbnail shown is not example_workflows/{stem}.jpg"
+        assert card["width"] == THUMBNAIL_WIDTH, f"{stem}: the thumbnail shown is not workflows/{stem}.jpg"
     page.close_dialogs()
 
 

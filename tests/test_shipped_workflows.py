@@ -14,16 +14,16 @@ import build_workflows
 from workflow_builder import NOTE_TYPE, core_node_defs, pack_node_defs
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ROOT / "example_workflows"
+SHIPPED = ROOT / "workflows"
 
 
 def test_committed_workflows_match_the_node_definitions():
     expected = build_workflows.render_all()
     committed = {p.name for p in SHIPPED.glob("*.json")}
-    assert committed == set(expected), "example_workflows/ holds other files: run python tools/build_workflows.py"
+    assert committed == set(expected), "workflows/ holds other files: run python tools/build_workflows.py"
     for name, text in expected.items():
         assert (SHIPPED / name).read_text(encoding="utf-8") == text, \
-            f"example_workflows/{name} is stale: run python tools/build_workflows.py"
+            f"workflows/{name} is stale: run python tools/build_workflows.py"
 
 
 @pytest.mark.parametrize("stem", list(build_workflows.WORKFLOWS))

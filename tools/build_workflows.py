@@ -1,6 +1,6 @@
 """Regenerate the shipped workflows from the node definitions: ``python tools/build_workflows.py``.
 
-The JSON files in ``example_workflows/`` are what users open from ComfyUI's template browser (Workflow -> Browse
+The JSON files in ``workflows/`` are what users open from ComfyUI's template browser (Workflow -> Browse
 Templates; the file name is the card's title, the ``.jpg`` beside it its thumbnail) or drag onto the canvas. They
 are written from code so that widget order and socket types follow the nodes; ``tests/test_shipped_workflows.py``
 fails when a committed file differs from what this script makes, and ``tests/test_browser_workflows.py`` loads
@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from workflow_builder import REPO, NodeRef, WorkflowBuilder, core_node_defs, pack_node_defs  # noqa: E402
 
-OUT_DIR = REPO / "example_workflows"
+OUT_DIR = REPO / "workflows"
 REFERENCE_VIDEO = "reference.mp4"
 DRIVING_AUDIO = "speech.wav"
 QUICKSTART = "SyncTalk quickstart - train and talk on a CPU"
@@ -157,7 +157,7 @@ def main() -> int:
     OUT_DIR.mkdir(exist_ok=True)
     for name, text in render_all().items():
         (OUT_DIR / name).write_text(text, encoding="utf-8")
-        print(f"wrote example_workflows/{name}")
+        print(f"wrote workflows/{name}")
     return 0
 
 
