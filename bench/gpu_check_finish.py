@@ -41,11 +41,11 @@ def finish(results: Path, bundle: Path, models_dirs: list[Path]) -> dict:
     with tempfile.TemporaryDirectory(prefix="gpu_check_finish_") as work:
         subject_dir, clip_check = rebuild_subject(bundle, Path(work))
         subject = SubjectDir(subject_dir)
-        clip, track = subject.load_clip(), subject.load_face_track()
+        clip, track, pose = subject.load_clip(), subject.load_face_track(), subject.load_head_pose()
         real = np.stack([clip.frame(i) for i in frames])
-    real_f = real.astype(np.float32) / 255.0
-    head_f = head.astype(np.float32) / 255.0
-    portrait = portrait_frames(head_f, alpha, real_f, track.landmarks[frames])
+        real_f = real.astype(np.float32) / 255.0
+        head_f = head.astype(np.float32) / 255.0
+        portrait = portrait_frames(head_f, alpha, real_f, frames, clip, pose, track)
     out = {"frames": frames, "clip_check": clip_check}
     for mode, images in (("head", head_f), ("portrait", portrait)):
         lmd = mouth_landmark_distance(images, real, models_dirs=models_dirs)

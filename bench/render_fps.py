@@ -11,7 +11,7 @@ What is timed (per backend, after ``--warmup`` untimed passes, median of ``--rep
   beforehand and the images stay there. FPS = frames / seconds.
 - **portrait**: the same render, then the library's portrait blend of every frame into its reference frame
   (``synctalk_lib.portrait.blend.prepare_render`` + mask blend, as ``blend_stream`` does; NumPy on the CPU, so
-  this includes the device-to-host copy). Uses the model's landmarks with ``--model``, else the alpha-based mask.
+  this includes the device-to-host copy). Uses the model's face geometry with ``--model``, else the alpha-based mask.
 
 Scenes: with ``--model`` the trained subject (its first frames' poses). Without it a synthetic head: the full-size
 model (official grid and MLP sizes) whose density is fitted for ``--fit-steps`` steps to an opaque head-sized
@@ -130,8 +130,8 @@ class Frames:
     width: int
     originals: np.ndarray
     """[F, H, W, 3] float32 reference frames for the portrait blend."""
-    landmarks: np.ndarray | None
-    """[F, 478, 2+] landmarks for the portrait mask, or None (alpha-based mask)."""
+    masks: list | None
+    """Per frame ``portrait.blend.BlendMasks`` (from the camera and face geometry), or None (alpha-based mask)."""
 
 
 def synthetic_model(backend: str, device: torch.device, *, fit_steps: int, fit_points: int, seed: int,
@@ -219,9 +219,12 @@ def model_folder_frames(folder: str, backend: str, count: int, device: torch.dev
 
     originals = np.stack([cv2.resize(subject.frames.frame(int(j)), (w, h)).astype(np.float32) / 255.0
                           for j in refs])
-    scale = np.array([w / subject.width, h / subject.height], np.float32)
-    landmarks = subject.landmarks[refs][..., :2] * scale
-    return nerf, Frames(rays_o, rays_d, codes, expression, lip, eye, h, w, originals, landmarks)
+    from synctalk_lib.portrait.blend import pose_masks
+    from synctalk_lib.pose.face_geometry import FaceGeometry, PoseRegions
+
+    regions = PoseRegions.for_size(FaceGeometry.from_track(subject.track, subject.pose), subject.pose, h, w)
+    masks = [pose_masks(regions, subject.pose.c2w[int(j)]) for j in refs]
+    return nerf, Frames(rays_o, rays_d, codes, expression, lip, eye, h, w, originals, masks)
 
 
 # -------------------------------------------------------------------------------------------------- timing
@@ -241,7 +244,7 @@ def render_batch(model: SyncTalkNeRF, frames: Frames, *, amp: bool, chunk: int |
 
 def portrait_batch(model: SyncTalkNeRF, frames: Frames, *, amp: bool, chunk: int | None = None) -> list[np.ndarray]:
     """Head render, then the portrait blend of each frame into its reference frame (as ``blend_stream``)."""
-    from synctalk_lib.portrait.blend import prepare_render
+    from synctalk_lib.portrait.blend import alpha_masks, blend_frame
 
     outs = render_batch(model, frames, amp=amp, chunk=chunk)
     blended = []
@@ -249,9 +252,8 @@ def portrait_batch(model: SyncTalkNeRF, frames: Frames, *, amp: bool, chunk: int
         rgb = out.rgb.reshape(frames.height, frames.width, 3).float().cpu().numpy()
         alpha = out.alpha.reshape(frames.height, frames.width).float().clamp(0, 1).cpu().numpy()
         original = frames.originals[f]
-        landmarks = frames.landmarks[f] if frames.landmarks is not None else None
-        fixed, mask = prepare_render(rgb, alpha, original, landmarks)
-        blended.append(fixed * mask[..., None] + original * (1.0 - mask[..., None]))
+        masks = frames.masks[f] if frames.masks is not None else alpha_masks(alpha)
+        blended.append(blend_frame(rgb, alpha, original, masks))
     return blended
 
 

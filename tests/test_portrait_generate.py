@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from face_fixtures import synthetic_landmarks
+from geometry_fixtures import SIZE, head_scene
 from pack_loader import load_pack
 from synctalk_lib.errors import InputError
 from synctalk_lib.media.clip_store import clip_from_arrays
@@ -13,10 +13,12 @@ from synctalk_lib.media.video_file import read_frames
 from synctalk_lib.media.video_writer import video_duration
 from synctalk_lib.portrait.blend import BlendSettings
 from synctalk_lib.portrait.generate import blend_stream, generate_portrait_video
-from synctalk_lib.types import FaceTrack, HeadPose
+from synctalk_lib.types import HeadPose
 
-H = W = 128
+H = W = SIZE
 N_REF = 4
+CENTRE = (H // 2, W // 2)
+"""Inside the face of the synthetic head in every frame."""
 
 
 def _subject(tmp_path):
@@ -24,14 +26,7 @@ def _subject(tmp_path):
     colours = np.array([[40, 40, 40], [80, 80, 80], [120, 120, 120], [160, 160, 160]], np.uint8)
     frames = np.broadcast_to(colours[:, None, None, :], (N_REF, H, W, 3)).copy()
     clip = clip_from_arrays(tmp_path / "ref", frames, 25.0)
-    lms = np.stack([synthetic_landmarks()] * N_REF)
-    track = FaceTrack(landmarks=lms, blendshapes=np.zeros((N_REF, 52), np.float32), blendshape_names=("x",) * 52,
-                      face_found=np.ones(N_REF, bool), transforms=np.tile(np.eye(4, dtype=np.float32), (N_REF, 1, 1)),
-                      expression=np.zeros((N_REF, 7), np.float32), expression_names=("e",) * 7, width=W, height=H,
-                      fps=25.0)
-    pose = HeadPose(focal=500.0, cx=W / 2, cy=H / 2, width=W, height=H,
-                    c2w=np.tile(np.eye(4, dtype=np.float32), (N_REF, 1, 1)), keypoints=np.zeros((0, 3), np.float32),
-                    reproj_error=np.zeros(N_REF, np.float32))
+    _, track, pose = head_scene(num_frames=N_REF)
     return clip, track, pose
 
 
@@ -42,14 +37,14 @@ def _render(n):
 
 
 def test_blend_stream_uses_ping_pong_reference_frames(tmp_path):
-    clip, track, _ = _subject(tmp_path)
+    clip, track, pose = _subject(tmp_path)
     rgb, alpha = _render(10)
-    frames = list(blend_stream([(0, rgb[:6], alpha[:6]), (6, rgb[6:], alpha[6:])], clip, track=track,
+    frames = list(blend_stream([(0, rgb[:6], alpha[:6]), (6, rgb[6:], alpha[6:])], clip, pose, track=track,
                                settings=BlendSettings(color_match=False)))
     assert len(frames) == 10
     corners = [int(f[2, 2, 1]) for f in frames]  # background corner shows the reference frame's colour
     assert corners == [40, 80, 120, 160, 160, 120, 80, 40, 40, 80]
-    assert all(f[64, 64, 0] == 255 and f[64, 64, 1] == 0 for f in frames)  # face centre is the render
+    assert all(f[CENTRE][0] == 255 and f[CENTRE][1] == 0 for f in frames)  # face centre is the render
 
 
 def test_generate_writes_a_video_with_audio_and_a_bounded_preview(tmp_path):
@@ -86,7 +81,7 @@ def test_node_outputs_video_and_images(tmp_path, monkeypatch):
     video, images = node.blend(torch.from_numpy(rgb), torch.from_numpy(alpha), clip, pose, face_track=track,
                                audio=audio, color_match=False)
     assert images.shape == (6, H, W, 3) and images.dtype == torch.float32
-    assert float(images[0, 64, 64, 0]) == pytest.approx(1.0, abs=1e-6)
+    assert float(images[0][CENTRE][0]) == pytest.approx(1.0, abs=1e-6)
     frames, fps = read_frames(video)  # outside ComfyUI the VIDEO output is the MP4's path
     assert frames.shape == (6, H, W, 3) and fps == 25
     assert video_duration(video)[0] == pytest.approx(6 / 25, abs=0.05)

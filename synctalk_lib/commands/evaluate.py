@@ -99,23 +99,26 @@ def score_frames(pred: np.ndarray, real: np.ndarray, *, models_dirs: Iterable[Pa
     return out
 
 
-def portrait_frames(pred: np.ndarray, alpha: np.ndarray, real: np.ndarray, landmarks: np.ndarray | None,
-                    settings=None) -> np.ndarray:
-    """Blend renders into their own original frames (Portrait-Sync blend).
+def portrait_frames(pred: np.ndarray, alpha: np.ndarray, real: np.ndarray, frames: list[int], clip, pose,
+                    track=None, settings=None) -> np.ndarray:
+    """Blend renders of ``frames`` into their own original frames (the Portrait-Sync blend ``drive`` uses).
 
     Args:
         pred: [F, H, W, 3] float32 0..1 renders. alpha: [F, H, W] their head opacity.
         real: [F, H, W, 3] float32 0..1 original frames the renders were made for.
-        landmarks: [F, 478, 2+] face-track landmarks of those frames (None: the renderer's alpha is the mask).
+        frames: their frame numbers in ``clip``; pose: the clip's HeadPose; track: its FaceTrack (None: the
+            renderer's alpha is the mask).
 
     Returns:
         [F, H, W, 3] float32 0..1.
     """
     from synctalk_lib.portrait.blend import BlendSettings, blend_frame
+    from synctalk_lib.portrait.generate import frame_masks
 
     settings = settings or BlendSettings()
-    return np.stack([blend_frame(pred[k], alpha[k], real[k], None if landmarks is None else landmarks[k], settings)
-                     for k in range(len(pred))]).astype(np.float32)
+    masks_of = frame_masks(clip, pose, track)
+    return np.stack([blend_frame(pred[k], alpha[k], real[k], masks_of(j, alpha[k]), settings)
+                     for k, j in enumerate(frames)]).astype(np.float32)
 
 
 def evaluate_model(model, clip, features, frames: Iterable[int], *, device="cpu",
@@ -164,8 +167,8 @@ def evaluate_model(model, clip, features, frames: Iterable[int], *, device="cpu"
                              "use the subject's own face track")
         if track is None:
             notes.append("portrait: no face track given, the renderer's alpha was used as the blend mask")
-        landmarks = None if track is None else track.landmarks[frames]
-        blended = portrait_frames(pred, np.concatenate([c.alpha for c in chunks]), real, landmarks)
+        blended = portrait_frames(pred, np.concatenate([c.alpha for c in chunks]), real, frames, clip,
+                                  subject.pose, track)
         portrait_notes: list[str] = []
         result["portrait"] = score_frames(blended, real, models_dirs=models_dirs, device=device,
                                           with_lpips=with_lpips, with_lmd=with_lmd, notes=portrait_notes)

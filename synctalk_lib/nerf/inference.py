@@ -116,8 +116,13 @@ def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
 def render_frames(model: SyncTalkModel, features: AudioFeatures, *, expression=None, poses=None,
                   frames: Sequence[int] | None = None, start: int = 0, count: int | None = None,
                   batch_size: int = 4, chunk_rays: int | None = None, device: torch.device | str | None = None,
-                  as_uint8: bool = False, on_step: StepCallback | None = None) -> Iterator[RenderChunk]:
+                  render_size: tuple[int, int] | None = None, as_uint8: bool = False,
+                  on_step: StepCallback | None = None) -> Iterator[RenderChunk]:
     """Render the subject speaking ``features``, yielding chunks of ``batch_size`` frames.
+
+    Only the pixels of each frame's head region are rendered (everything else is that frame's own background);
+    ``render_size`` sets the resolution they are rendered at (default: the model's training resolution; the clip's
+    size renders the face at full resolution).
 
     Args:
         model: a trained subject.
@@ -131,6 +136,7 @@ def render_frames(model: SyncTalkModel, features: AudioFeatures, *, expression=N
         batch_size: frames per chunk (and per render call).
         chunk_rays: rays per internal render chunk (None: the model's default).
         device: where to render (default: the model's device).
+        render_size: ``(height, width)`` the head is rendered at before it is resized to the clip's size.
         as_uint8: yield uint8 frames instead of float32.
         on_step: ``on_step(done, total)`` after every chunk; may raise to stop.
     """
@@ -140,6 +146,7 @@ def render_frames(model: SyncTalkModel, features: AudioFeatures, *, expression=N
     device = torch.device(device) if device is not None else model.device
     nerf = model.nerf.to(device).eval()
     ray_subject = model_ray_subject(model)
+    size = _render_size(model, render_size)
     feats = torch.from_numpy(np.ascontiguousarray(features.features, np.float32)).to(device)
     total, done = len(refs_all), 0
     for first in range(0, total, batch_size):
@@ -148,25 +155,62 @@ def render_frames(model: SyncTalkModel, features: AudioFeatures, *, expression=N
         outputs = audio_rows[idx]
         expr = torch.from_numpy(np.ascontiguousarray(expression_rows(model, expression, refs, outputs))).to(device)
         codes = nerf.encode_audio(audio_windows(feats, torch.from_numpy(outputs).to(device), nerf.config.audio_window))
-        rays = []
-        for k, j in enumerate(refs):
-            if pose_override is None:
-                rays.append(frame_rays(ray_subject, int(j), device=device))
-            else:  # gates from that camera (landmark-gated models: the reference frame whose camera is nearest)
-                c2w = pose_override[(start + int(idx[k])) % len(pose_override)]
-                rays.append(frame_rays(ray_subject, _nearest_reference(model, c2w), pose=c2w, device=device))
-        n = len(rays[0].rays_o)
+        cams = [None if pose_override is None else pose_override[(start + int(i)) % len(pose_override)]
+                for i in idx]
+        rays = [_head_rays(model, ray_subject, int(j), c2w, size, device) for j, c2w in zip(refs, cams)]
+        counts = torch.tensor([len(r.rays_o) for r in rays], device=device)
         out = nerf.render(torch.cat([r.rays_o for r in rays]), torch.cat([r.rays_d for r in rays]),
-                          audio_code=codes.repeat_interleave(n, dim=0), expression=expr.repeat_interleave(n, dim=0),
-                          code_index=None, bg=torch.zeros(3, device=device),
-                          lip_mask=torch.cat([r.lip_mask for r in rays]),
+                          audio_code=codes.repeat_interleave(counts, dim=0),
+                          expression=expr.repeat_interleave(counts, dim=0), code_index=None,
+                          bg=torch.zeros(3, device=device), lip_mask=torch.cat([r.lip_mask for r in rays]),
                           expr_mask=torch.cat([r.expr_mask for r in rays]), chunk_size=chunk_rays)
-        rgb_out, alpha_out = _over_reference_frames(model, ray_subject, refs, out.rgb, out.alpha)
+        head, alpha = _scatter(rays, out.rgb, out.alpha, size)
+        rgb_out, alpha_out = _over_reference_frames(model, ray_subject, refs, head, alpha)
         done += len(refs)
         first_index = int(idx[0]) + (0 if frames is not None else start)
         yield RenderChunk(first_index, (rgb_out * 255.0 + 0.5).astype(np.uint8) if as_uint8 else rgb_out, alpha_out)
         if on_step is not None:
             on_step(done, total)
+
+
+def _render_size(model: SyncTalkModel, render_size: tuple[int, int] | None) -> tuple[int, int]:
+    if render_size is None:
+        return model.render_height, model.render_width
+    height, width = int(render_size[0]), int(render_size[1])
+    if not (8 <= height <= 4 * model.subject.height and 8 <= width <= 4 * model.subject.width):
+        raise InputError(f"render_size {height}x{width} must lie between 8 px and 4x the clip's "
+                         f"{model.subject.width}x{model.subject.height}")
+    return height, width
+
+
+def _head_rays(model: SyncTalkModel, ray_subject: RaySubject, ref: int, c2w: np.ndarray | None,
+               size: tuple[int, int], device: torch.device):
+    """The rays of the head region of reference frame ``ref`` (seen from ``c2w`` when the pose is overridden)."""
+    if c2w is not None and ray_subject.geometry is None:
+        ref_for_gates = _nearest_reference(model, c2w)  # landmark gates: the reference frame nearest that camera
+    else:
+        ref_for_gates = ref
+    rows, cols = np.nonzero(ray_subject.head_mask(ref_for_gates, size, pose=c2w))
+    return frame_rays(ray_subject, ref_for_gates, pose=c2w, size=size, pixels=(rows, cols), device=device)
+
+
+def _scatter(rays: list, rgb: torch.Tensor, alpha: torch.Tensor, size: tuple[int, int]
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-ray colour ``[N, 3]`` (premultiplied over black) and opacity ``[N]`` back into ``[b, h, w, 3]`` and
+    ``[b, h, w]`` images (zero where no ray was cast)."""
+    h, w = size
+    head = np.zeros((len(rays), h, w, 3), np.float32)
+    opacity = np.zeros((len(rays), h, w), np.float32)
+    rgb_np = rgb.float().cpu().numpy()
+    alpha_np = alpha.float().clamp(0.0, 1.0).cpu().numpy()
+    offset = 0
+    for k, r in enumerate(rays):
+        n = len(r.rays_o)
+        rows, cols = r.rows.cpu().numpy(), r.cols.cpu().numpy()
+        head[k, rows, cols] = rgb_np[offset:offset + n]
+        opacity[k, rows, cols] = alpha_np[offset:offset + n]
+        offset += n
+    return head, opacity
 
 
 def _frame_plan(model: SyncTalkModel, features: AudioFeatures, frames: Sequence[int] | None, start: int,
@@ -194,22 +238,19 @@ def _pose_override(poses) -> np.ndarray | None:
     return array
 
 
-def _over_reference_frames(model: SyncTalkModel, ray_subject: RaySubject, refs: np.ndarray, rgb: torch.Tensor,
-                           alpha: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Rendered heads (``[b * h * w, 3]`` premultiplied over black, ``[b * h * w]`` opacity at the render size)
+def _over_reference_frames(model: SyncTalkModel, ray_subject: RaySubject, refs: np.ndarray, head: np.ndarray,
+                           alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rendered heads (``[b, h, w, 3]`` premultiplied over black, ``[b, h, w]`` opacity at the render size)
     resized to the clip's size and composited over their reference frames' backgrounds: ``[b, H, W, 3]`` and
     ``[b, H, W]`` float32."""
     subject = model.subject
-    b, h, w = len(refs), model.render_height, model.render_width
     big_h, big_w = subject.height, subject.width
-    head = rgb.reshape(b, h, w, 3).float().cpu().numpy()
-    alpha_small = alpha.reshape(b, h, w).float().clamp(0.0, 1.0).cpu().numpy()
-    rgb_out = np.empty((b, big_h, big_w, 3), np.float32)
-    alpha_out = np.empty((b, big_h, big_w), np.float32)
+    rgb_out = np.empty((len(refs), big_h, big_w, 3), np.float32)
+    alpha_out = np.empty((len(refs), big_h, big_w), np.float32)
     for k, j in enumerate(refs):
         bg = frame_background(subject.frames.frame(int(j)), ray_subject.head_mask(int(j), (big_h, big_w)),
                               subject.background)
-        a = np.clip(_resize(alpha_small[k], big_h, big_w), 0.0, 1.0)
+        a = np.clip(_resize(alpha[k], big_h, big_w), 0.0, 1.0)
         c = _resize(head[k], big_h, big_w)
         rgb_out[k] = np.clip(c + (1.0 - a[..., None]) * (bg.astype(np.float32) / 255.0), 0.0, 1.0)
         alpha_out[k] = a

@@ -1,15 +1,19 @@
 """Portrait-Sync Generator: paste the rendered face into the original frame it was rendered for.
 
-Per output frame ``k`` with reference frame ``j`` (``synctalk_lib.timeline.reference_indices``)::
+Per output frame ``k`` with reference frame ``j`` (``synctalk_lib.timeline.reference_indices``), seen from ``j``'s
+camera ``c2w``::
 
-    m    = GaussianBlur(face mask of frame j)            soft face region (face oval, chin extended)
-    r'   = colour_match(render_k) with neck-gap fill     the render, seams matched, jaw gap filled
+    m    = GaussianBlur(face region at c2w)                  the face oval, its chin at the jaw's lowest reach
+    r'   = restore_detail(colour_match(render_k), original_j, mouth region at c2w)
     out  = r' * m + original_j * (1 - m)
 
-Hair, ears, neck, torso and background come from the original frame, so the render only has to be right on the
-face. The neck gap: when the rendered jaw is higher than the reference frame's (mouth closing while the reference
-mouth was open), the region between the two jaw lines shows the renderer's background; it is filled with the
-reference frame's average neck colour (the paper's Fig. 5b).
+Every region comes from the camera and the subject's face geometry (``pose.face_geometry``), never from frame
+``j``'s own landmarks: a mask cut along the reference jaw would keep the reference chin wherever the rendered jaw
+differs (a second jaw line, or a pale band where the render's background shows below a jaw that closes earlier).
+The renderer paints the neck down past the lowest chin, so the pasted region holds one jaw line, the render's.
+Hair, ears, neck below, torso and background come from the original frame; inside the face, detail the render
+lost comes back from the same-pose original wherever the render agrees with it (``portrait.restore``), while the
+lips, teeth and jaw keep the render's shape.
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from synctalk_lib.errors import InputError, require
-from synctalk_lib.face import indices
+from synctalk_lib.portrait.restore import DetailSettings, restore_detail
 
 
 @dataclass(frozen=True)
@@ -29,14 +33,30 @@ class BlendSettings:
     """Gaussian blur kernel (odd, pixels at 512) of the face mask edge; the original uses 9."""
     blur_sigma: float = 4.0
     """Gaussian sigma (pixels at 512); the original ends up with 4."""
-    chin_extension: float = 9.0
-    """How far (pixels at 512) the mask reaches below the chin in the middle half of the jaw."""
     color_match: bool = True
     """Shift the render's colours to match the original in a ring around the mask edge."""
     max_color_shift: float = 0.08
     """Largest per-channel colour shift (0..1) the seam matching may apply."""
     neck_fill: bool = True
-    """Fill the renderer's transparent jaw gap with the average neck colour."""
+    """Where the render is transparent inside the face region below the mouth (a jaw that closed earlier than any
+    training frame's), paint the reference neck colour instead of showing the background."""
+    restore_detail: bool = True
+    """Bring back real detail from the same-pose original where the render agrees with it (``portrait.restore``)."""
+    detail: DetailSettings = DetailSettings()
+
+
+@dataclass(frozen=True)
+class BlendMasks:
+    """The regions of one frame a blend needs (from its camera and the face geometry; ``pose_masks``)."""
+
+    face: np.ndarray
+    """[H, W] bool: where the render is pasted (face oval down to the jaw's lowest reach)."""
+    mouth: np.ndarray
+    """[H, W] float32 0..1: the region the audio drives (soft edges); its shape stays the render's."""
+    mouth_row: float
+    """Image row of the mouth (the neck fill acts below it)."""
+    neck_band: tuple[int, int, int, int]
+    """(r0, r1, c0, c1) of the reference frame's neck just below the lowest chin, for the neck colour."""
 
 
 def _cv2():
@@ -48,22 +68,33 @@ def _scale(height: int, width: int) -> float:
     return max(height, width) / 512.0
 
 
-def face_mask(landmarks: np.ndarray, height: int, width: int, chin_extension: float = 9.0) -> np.ndarray:
-    """Hard face mask ``[H, W]`` float32 in {0, 1}: the face oval, plus the chin pushed down in the jaw's middle half.
+def pose_masks(regions, c2w: np.ndarray) -> BlendMasks:
+    """The blend regions of a frame seen from ``c2w`` (``regions``: a ``PoseRegions`` at the frame's size)."""
+    from synctalk_lib.face.indices import CHIN, LIPS_OUTER
 
-    Args:
-        landmarks: [478, 2+] MediaPipe landmarks of the reference frame, pixels.
-    """
+    g = regions.geometry
+    face = (regions.mask("face", c2w) > 0.5) | (regions.mask("mouth", c2w) > 0.5)
+    feather = 0.08 * regions.face_height_px(c2w)
+    mouth = regions.mask("mouth", c2w, feather=feather)
+    lips = regions.project(g.neutral[list(LIPS_OUTER)], c2w)
+    chin = regions.project(g.lower_face_reach(regions.shape.jaw_extra)[[len(g.neutral) + CHIN]], c2w)[0]
+    face_h = regions.face_height_px(c2w)
+    half = 0.25 * float(lips[:, 0].max() - lips[:, 0].min()) + 1.0
+    r0 = int(np.clip(chin[1] + 0.05 * face_h, 0, regions.height - 1))
+    band = (r0, int(np.clip(chin[1] + 0.25 * face_h, r0 + 1, regions.height)),
+            int(np.clip(chin[0] - half, 0, regions.width - 1)), int(np.clip(chin[0] + half + 1, 1, regions.width)))
+    return BlendMasks(face=face, mouth=mouth, mouth_row=float(lips[:, 1].mean()), neck_band=band)
+
+
+def alpha_masks(alpha: np.ndarray, settings: BlendSettings = BlendSettings()) -> BlendMasks:
+    """Blend regions without a face geometry: the renderer's opacity shrunk by the blur radius (it then also covers
+    hair, which the render must get right); no mouth region, no neck fill."""
     cv2 = _cv2()
-    mask = np.zeros((height, width), np.uint8)
-    oval = np.round(landmarks[list(indices.FACE_OVAL), :2]).astype(np.int32)
-    cv2.fillPoly(mask, [oval], 1)
-    jaw = landmarks[list(indices.JAW), :2].astype(np.float32)
-    quarter = len(jaw) // 4
-    middle = jaw[quarter:len(jaw) - quarter].copy()
-    shifted = middle + np.array([0.0, chin_extension * _scale(height, width)], np.float32)
-    cv2.fillPoly(mask, [np.round(np.concatenate([middle, shifted[::-1]])).astype(np.int32)], 1)
-    return mask.astype(np.float32)
+    height, width = alpha.shape
+    radius = max(1, int(round(settings.blur_kernel * _scale(height, width) / 2)))
+    face = cv2.erode((alpha > 0.5).astype(np.uint8), np.ones((2 * radius + 1,) * 2, np.uint8)).astype(bool)
+    return BlendMasks(face=face, mouth=np.zeros((height, width), np.float32), mouth_row=float(height),
+                      neck_band=(0, 0, 0, 0))
 
 
 def soft_mask(mask: np.ndarray, kernel: int, sigma: float) -> np.ndarray:
@@ -75,25 +106,15 @@ def soft_mask(mask: np.ndarray, kernel: int, sigma: float) -> np.ndarray:
     return cv2.GaussianBlur(mask.astype(np.float32), (k, k), sigma * scale)
 
 
-def neck_colour(frame: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-    """Average colour ``[3]`` float32 (0..1) of the neck just below the chin in ``frame`` (uint8 or float).
-
-    Sampled in a band under the chin, between the jaw corners' inner halves, from 5 % to 25 % of the face height
-    below the chin; the median of that band resists collars and hair strands.
-    """
+def neck_colour(frame: np.ndarray, band: tuple[int, int, int, int]) -> np.ndarray:
+    """Median colour ``[3]`` float32 (0..1) of ``frame`` (uint8 or float) in the neck band (it resists collars and
+    hair strands); the band's top row when the chin sits at the bottom edge."""
     img = frame.astype(np.float32) / (255.0 if frame.dtype == np.uint8 else 1.0)
-    height, width = img.shape[:2]
-    chin = landmarks[indices.CHIN, :2]
-    face_height = float(chin[1] - landmarks[indices.FOREHEAD_TOP, 1])
-    jaw = landmarks[list(indices.JAW), 0]
-    left, right = np.percentile(jaw, [25, 75])
-    y0 = int(np.clip(chin[1] + 0.05 * face_height, 0, height - 1))
-    y1 = int(np.clip(chin[1] + 0.25 * face_height, y0 + 1, height))
-    x0, x1 = int(np.clip(left, 0, width - 1)), int(np.clip(right, left + 1, width))
-    band = img[y0:y1, x0:x1].reshape(-1, 3)
-    if band.size == 0:  # chin at the bottom edge: no neck visible, fall back to the lowest face row
-        band = img[max(0, int(chin[1]) - 2):int(chin[1]) + 1, x0:x1].reshape(-1, 3)
-    return np.median(band, axis=0).astype(np.float32)
+    r0, r1, c0, c1 = band
+    pixels = img[r0:r1, c0:c1].reshape(-1, 3)
+    if pixels.size == 0:
+        pixels = img[max(0, r0 - 2):r0 + 1, c0:max(c1, c0 + 1)].reshape(-1, 3)
+    return np.median(pixels, axis=0).astype(np.float32) if pixels.size else np.zeros(3, np.float32)
 
 
 def _ring(mask: np.ndarray, width_px: int) -> np.ndarray:
@@ -113,33 +134,41 @@ def colour_shift(render: np.ndarray, original: np.ndarray, mask: np.ndarray, val
     return np.clip(shift, -max_shift, max_shift).astype(np.float32)
 
 
-def prepare_render(render: np.ndarray, alpha: np.ndarray | None, original: np.ndarray, landmarks: np.ndarray | None,
+def fill_neck_gap(render: np.ndarray, alpha: np.ndarray, masks: BlendMasks, original: np.ndarray) -> np.ndarray:
+    """Where the face region shows the renderer's background below the mouth, paint the reference neck colour."""
+    rows = np.arange(render.shape[0], dtype=np.float32)[:, None]
+    gap = (1.0 - np.clip(alpha, 0.0, 1.0)) * masks.face * (rows > masks.mouth_row)
+    if not gap.any():
+        return render
+    w = gap[..., None].astype(np.float32)
+    return render * (1.0 - w) + neck_colour(original, masks.neck_band)[None, None, :] * w
+
+
+def prepare_render(render: np.ndarray, alpha: np.ndarray | None, original: np.ndarray, masks: BlendMasks,
                    settings: BlendSettings = BlendSettings()) -> tuple[np.ndarray, np.ndarray]:
     """The corrected render and the soft blend mask for one frame (see ``blend_frame``).
 
     Returns:
-        (render [H, W, 3] float32 0..1 with the neck gap filled and seam colours matched, mask [H, W] float32 0..1).
+        (render [H, W, 3] float32 0..1 with the neck gap filled, seam colours matched and detail restored,
+        mask [H, W] float32 0..1).
     """
     height, width = original.shape[:2]
     if render.shape != original.shape:
         raise InputError(f"rendered frame is {render.shape[1]}x{render.shape[0]} but the reference frame is "
                          f"{width}x{height}; render at the reference clip's size")
     opaque = np.ones((height, width), np.float32) if alpha is None else alpha.astype(np.float32)
-    if landmarks is not None:
-        hard = face_mask(landmarks, height, width, settings.chin_extension)
-    else:
-        cv2 = _cv2()
-        radius = max(1, int(round(settings.blur_kernel * _scale(height, width) / 2)))
-        hard = cv2.erode((opaque > 0.5).astype(np.uint8), np.ones((2 * radius + 1,) * 2, np.uint8)).astype(np.float32)
-    out = render.astype(np.float32).copy()
-    if settings.neck_fill and landmarks is not None and alpha is not None:
-        out = fill_neck_gap(out, opaque, hard, original, landmarks)
+    original = original.astype(np.float32)
+    out = render.astype(np.float32)
+    if settings.neck_fill and alpha is not None:
+        out = fill_neck_gap(out, opaque, masks, original)
     if settings.color_match:
-        out = np.clip(out + colour_shift(out, original, hard, opaque > 0.5, settings.max_color_shift), 0.0, 1.0)
-    return out, soft_mask(hard, settings.blur_kernel, settings.blur_sigma)
+        out = np.clip(out + colour_shift(out, original, masks.face, opaque > 0.5, settings.max_color_shift), 0, 1)
+    if settings.restore_detail:
+        out = restore_detail(out, original, masks.mouth, settings.detail)
+    return out, soft_mask(masks.face, settings.blur_kernel, settings.blur_sigma)
 
 
-def blend_frame(render: np.ndarray, alpha: np.ndarray | None, original: np.ndarray, landmarks: np.ndarray | None,
+def blend_frame(render: np.ndarray, alpha: np.ndarray | None, original: np.ndarray, masks: BlendMasks,
                 settings: BlendSettings = BlendSettings()) -> np.ndarray:
     """Blend one rendered frame into its reference frame.
 
@@ -147,30 +176,17 @@ def blend_frame(render: np.ndarray, alpha: np.ndarray | None, original: np.ndarr
         render: [H, W, 3] float32 0..1 rendered frame (head over the renderer's background).
         alpha: [H, W] float32 0..1 head opacity from the renderer, or None (treated as opaque).
         original: [H, W, 3] float32 0..1 reference frame the render was made for.
-        landmarks: [478, 2+] landmarks of the reference frame, or None: then the mask is the renderer's alpha,
-            shrunk by the blur radius (it then also covers hair, which the render must get right).
+        masks: the frame's regions (``pose_masks``, or ``alpha_masks`` without a face geometry).
     Returns:
         [H, W, 3] float32 0..1.
     """
-    fixed, m = prepare_render(render, alpha, original, landmarks, settings)
+    fixed, m = prepare_render(render, alpha, original, masks, settings)
     return fixed * m[..., None] + original.astype(np.float32) * (1.0 - m[..., None])
 
 
-def fill_neck_gap(render: np.ndarray, alpha: np.ndarray, mask: np.ndarray, original: np.ndarray,
-                  landmarks: np.ndarray) -> np.ndarray:
-    """Where the face mask shows the renderer's background below the mouth, paint the average neck colour."""
-    mouth_row = float(landmarks[list(indices.LIPS_OUTER), 1].mean())
-    rows = np.arange(render.shape[0], dtype=np.float32)[:, None]
-    gap_weight = (1.0 - np.clip(alpha, 0.0, 1.0)) * (mask > 0.5) * (rows > mouth_row)
-    if not gap_weight.any():
-        return render
-    colour = neck_colour(original, landmarks)
-    w = gap_weight[..., None].astype(np.float32)
-    return render * (1.0 - w) + colour[None, None, :] * w
-
-
 def paste_full_resolution(full_frame: np.ndarray, render: np.ndarray, crop_box: tuple[int, int, int, int],
-                          mask: np.ndarray) -> np.ndarray:
+                          mask: np.ndarray, *, mouth: np.ndarray | None = None,
+                          detail: DetailSettings | None = None) -> np.ndarray:
     """Blend a corrected render into the full-resolution source frame through the clip's crop box.
 
     Args:
@@ -179,6 +195,7 @@ def paste_full_resolution(full_frame: np.ndarray, render: np.ndarray, crop_box: 
         crop_box: (x0, y0, x1, y1) of the crop in source pixels.
         mask: [H, W] soft blend mask (``prepare_render``); only that region is replaced, so every other pixel
             keeps the source's full resolution.
+        mouth, detail: with both, detail is restored after upscaling, from the source's full-resolution pixels.
     """
     cv2 = _cv2()
     x0, y0, x1, y1 = crop_box
@@ -190,5 +207,8 @@ def paste_full_resolution(full_frame: np.ndarray, render: np.ndarray, crop_box: 
     up_mask = cv2.resize(mask.astype(np.float32), size, interpolation=cv2.INTER_LINEAR)[..., None]
     out = full_frame.astype(np.float32).copy()
     region = out[y0:y1, x0:x1]
+    if mouth is not None and detail is not None:
+        up_mouth = cv2.resize(mouth.astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
+        up = restore_detail(np.clip(up, 0.0, 1.0), region, up_mouth, detail)
     out[y0:y1, x0:x1] = np.clip(up, 0.0, 1.0) * up_mask + region * (1.0 - up_mask)
     return out

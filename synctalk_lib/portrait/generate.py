@@ -15,7 +15,9 @@ import numpy as np
 
 from synctalk_lib.errors import InputError
 from synctalk_lib.media.preview import preview_indices
-from synctalk_lib.portrait.blend import BlendSettings, paste_full_resolution, prepare_render
+from synctalk_lib.portrait.blend import (BlendSettings, alpha_masks, blend_frame, paste_full_resolution, pose_masks,
+                                         prepare_render)
+from synctalk_lib.pose.face_geometry import FaceGeometry, PoseRegions
 from synctalk_lib.timeline import reference_indices
 from synctalk_lib.types import Clip, FaceTrack, HeadPose
 
@@ -47,7 +49,17 @@ def check_inputs(reference: Clip, pose: HeadPose, track: FaceTrack | None) -> No
         raise InputError(f"face_track has {track.num_frames} frames but the reference clip has {reference.num_frames}")
 
 
-def blend_stream(chunks: Iterable[RenderChunk], reference: Clip, *, track: FaceTrack | None = None,
+def frame_masks(reference: Clip, pose: HeadPose, track: FaceTrack | None):
+    """``masks(j, alpha) -> BlendMasks`` of reference frame ``j``: from its camera and the subject's face geometry
+    when the face track is known, else from the renderer's opacity."""
+    if track is None:
+        return lambda j, alpha: alpha_masks(np.ones((reference.height, reference.width), np.float32)
+                                            if alpha is None else alpha)
+    regions = PoseRegions.for_size(FaceGeometry.from_track(track, pose), pose, reference.height, reference.width)
+    return lambda j, alpha: pose_masks(regions, pose.c2w[j])
+
+
+def blend_stream(chunks: Iterable[RenderChunk], reference: Clip, pose: HeadPose, *, track: FaceTrack | None = None,
                  settings: BlendSettings = BlendSettings(), full_resolution: Clip | None = None) -> Iterator[np.ndarray]:
     """Yield blended uint8 frames ``[H, W, 3]`` (source resolution with ``full_resolution``) in render order."""
     if full_resolution is not None:
@@ -55,21 +67,32 @@ def blend_stream(chunks: Iterable[RenderChunk], reference: Clip, *, track: FaceT
             raise InputError("full_resolution needs a clip prepared with a crop box (crop='face')")
         if full_resolution.num_frames < reference.num_frames:
             raise InputError("the full-resolution clip has fewer frames than the reference clip")
+    masks_of = frame_masks(reference, pose, track)
     for first, rgb, alpha in chunks:
         rgb = np.asarray(rgb)
         rgb = rgb.astype(np.float32) / 255.0 if rgb.dtype == np.uint8 else rgb.astype(np.float32)
         refs = reference_indices(len(rgb), reference.num_frames, start=first)
         for i, j in enumerate(refs):
             original = reference.frame(int(j)).astype(np.float32) / 255.0
-            landmarks = None if track is None else track.landmarks[j]
             a = None if alpha is None else np.asarray(alpha[i], np.float32)
-            fixed, mask = prepare_render(rgb[i], a, original, landmarks, settings)
+            masks = masks_of(int(j), a)
             if full_resolution is not None:
                 full = full_resolution.frame(int(j)).astype(np.float32) / 255.0
-                out = paste_full_resolution(full, fixed, reference.crop_box, mask)
+                out = _paste_full(rgb[i], a, original, masks, settings, full, reference.crop_box)
             else:
-                out = fixed * mask[..., None] + original * (1.0 - mask[..., None])
+                out = blend_frame(rgb[i], a, original, masks, settings)
             yield (np.clip(out, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def _paste_full(render: np.ndarray, alpha, original: np.ndarray, masks, settings: BlendSettings,
+                full: np.ndarray, crop_box) -> np.ndarray:
+    """Blend into the full-resolution frame; detail is restored there, against the source's own pixels."""
+    import dataclasses
+
+    fixed, mask = prepare_render(render, alpha, original, masks, dataclasses.replace(settings, restore_detail=False))
+    if settings.restore_detail:
+        return paste_full_resolution(full, fixed, crop_box, mask, mouth=masks.mouth, detail=settings.detail)
+    return paste_full_resolution(full, fixed, crop_box, mask)
 
 
 def generate_portrait_video(chunks: Iterable[RenderChunk], total: int, reference: Clip, pose: HeadPose,
@@ -91,7 +114,7 @@ def generate_portrait_video(chunks: Iterable[RenderChunk], total: int, reference
     preview: list[np.ndarray] = []
     count = 0
     with VideoWriter(out_path, reference.fps, audio=audio, sample_rate=sample_rate) as writer:
-        for frame in blend_stream(chunks, reference, track=track, settings=settings, full_resolution=full_resolution):
+        for frame in blend_stream(chunks, reference, pose, track=track, settings=settings, full_resolution=full_resolution):
             writer.write(frame)
             if count in slots:
                 preview.append(frame)
