@@ -4,10 +4,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
+
+from synctalk_lib.errors import InputError
 
 VIDEO_EXTENSIONS = {".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".gif", ".mpg", ".mpeg", ".ts"}
 AUDIO_EXTENSIONS = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".aiff", ".aif", ".wma"}
@@ -36,6 +39,58 @@ def default_input_dir() -> Path:
 def default_output_dir() -> Path:
     env = os.environ.get("SYNCTALK_OUTPUT_DIR")
     return Path(env) if env else Path.cwd() / "output"
+
+
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+ALLOW_PATHS_ENV = "SYNCTALK_ALLOW_ABSOLUTE_PATHS"
+
+
+def confined_name(text: str) -> bool:
+    """Whether ``text`` is a plain file or folder name (letters, digits, ``_ . -``; no separator, no ``..``)."""
+    return bool(_PLAIN_NAME.match(text)) and ".." not in text
+
+
+def absolute_paths_allowed() -> bool:
+    """``SYNCTALK_ALLOW_ABSOLUTE_PATHS=1``: node inputs may name any file on the server (off by default, since a
+    ComfyUI started with ``--listen`` takes inputs from anyone who can reach it)."""
+    return os.environ.get(ALLOW_PATHS_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def confine(name: str, roots: Iterable[Path | str], what: str) -> Path:
+    """The path of ``name`` (a relative path such as ``clip.mp4`` or ``sub/clip.mp4``) inside one of ``roots``:
+    the first root where it exists, else inside the first root. Absolute paths and ``..`` that lead outside every
+    root are refused unless ``absolute_paths_allowed()``.
+
+    Containment is checked on the resolved path, so a symlink inside a root that points elsewhere is refused too.
+    """
+    text = str(name).strip()
+    folders = [Path(r) for r in roots]
+    candidate = Path(os.path.expanduser(text))
+    if absolute_paths_allowed():
+        if candidate.is_absolute():
+            return candidate
+        for root in folders:
+            if (root / candidate).exists():
+                return root / candidate
+        return folders[0] / candidate if folders else candidate.resolve()
+    if not candidate.is_absolute():
+        for root in folders:
+            resolved = (root / candidate).resolve()
+            if _inside(resolved, root) and resolved.exists():
+                return resolved
+        if folders and _inside((folders[0] / candidate).resolve(), folders[0]):
+            return (folders[0] / candidate).resolve()
+    allowed = ", ".join(str(r) for r in folders)
+    raise InputError(f"{what} {text!r} is outside the allowed folders ({allowed}); put the file there and choose "
+                     f"it by name, or set {ALLOW_PATHS_ENV}=1 on this machine to allow any path")
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.relative_to(Path(root).resolve())
+    except ValueError:
+        return False
+    return True
 
 
 def looks_like(name: str, kind: str) -> bool:

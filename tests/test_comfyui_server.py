@@ -321,8 +321,9 @@ def test_shipped_render_workflow_runs_through_prompt_and_history(server: Server,
     from synctalk_lib.nerf.model_folder import SyncTalkModel
     from synctalk_lib.timeline import reference_indices
 
-    model = SyncTalkModel.from_pretrained(str(server.models_dir / model_name), device="cpu")
-    clip = model.subject.reference_clip(server.work / "cache")
+    model = SyncTalkModel.from_pretrained(str(server.models_dir / model_name), device="cpu",
+                                          cache_dir=server.work / "cache")
+    clip = model.subject.reference_clip()
     for k, j in enumerate(reference_indices(frames.shape[0], clip.num_frames)):
         corner = np.abs(frames[k, :40, :40].astype(np.float32) - clip.frame(int(j))[:40, :40]).mean()
         assert corner < 4.0, f"frame {k}: away from the face the output must be reference frame {j}"

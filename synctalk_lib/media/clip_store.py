@@ -68,12 +68,13 @@ def max_cache_bytes() -> int:
     return int(max(gigabytes, 0.0) * 1e9)
 
 
-def check_free_space(folder: Path | str, need: int, what: str, safety: int = 256 << 20) -> None:
-    """Raise InputError naming ``folder`` unless ``need`` bytes (plus ``safety``) fit on its disk; evicts unused
-    cache entries first when ``folder`` is a clip cache."""
+def check_free_space(folder: Path | str, need: int, what: str, safety: int = 256 << 20,
+                     make_room: bool = True) -> None:
+    """Raise InputError naming ``folder`` unless ``need`` bytes (plus ``safety``) fit on its disk; with
+    ``make_room`` (``folder`` is a clip cache) unused clips are evicted first."""
     folder = Path(folder)
     free = free_bytes(folder)
-    if need + safety > free:
+    if need + safety > free and make_room:
         evict(folder, keep_free=need + safety)
         free = free_bytes(folder)
     if need + safety > free:
