@@ -58,28 +58,29 @@ def absolute_paths_allowed() -> bool:
 
 def confine(name: str, roots: Iterable[Path | str], what: str) -> Path:
     """The path of ``name`` (a relative path such as ``clip.mp4`` or ``sub/clip.mp4``) inside one of ``roots``:
-    the first root where it exists, else inside the first root. Absolute paths and ``..`` that lead outside every
-    root are refused unless ``absolute_paths_allowed()``.
+    the first root where it exists, else inside the first root. Absolute paths, ``~`` and ``..`` that lead outside
+    every root are refused unless ``absolute_paths_allowed()``.
 
-    Containment is checked on the resolved path, so a symlink inside a root that points elsewhere is refused too.
+    Containment is checked on the normalised path (``..`` resolved lexically), not through symlinks: a name sent
+    by a client cannot climb out of a root, while a symlink the machine's owner put inside a root (a models
+    folder linking to shared weights) keeps working.
     """
     text = str(name).strip()
-    folders = [Path(r) for r in roots]
-    candidate = Path(os.path.expanduser(text))
+    folders = [Path(os.path.abspath(r)) for r in roots]
     if absolute_paths_allowed():
+        candidate = Path(os.path.expanduser(text))
         if candidate.is_absolute():
             return candidate
-        for root in folders:
-            if (root / candidate).exists():
-                return root / candidate
-        return folders[0] / candidate if folders else candidate.resolve()
-    if not candidate.is_absolute():
-        for root in folders:
-            resolved = (root / candidate).resolve()
-            if _inside(resolved, root) and resolved.exists():
-                return resolved
-        if folders and _inside((folders[0] / candidate).resolve(), folders[0]):
-            return (folders[0] / candidate).resolve()
+        found = [root / candidate for root in folders if (root / candidate).exists()]
+        return found[0] if found else (folders[0] / candidate if folders else Path(os.path.abspath(candidate)))
+    inside = [] if not text or Path(text).is_absolute() or text.startswith("~") else [
+        Path(os.path.abspath(root / text)) for root in folders]
+    inside = [(root, path) for root, path in zip(folders, inside) if path != root and _inside(path, root)]
+    for _, path in inside:
+        if path.exists():
+            return path
+    if inside:
+        return inside[0][1]
     allowed = ", ".join(str(r) for r in folders)
     raise InputError(f"{what} {text!r} is outside the allowed folders ({allowed}); put the file there and choose "
                      f"it by name, or set {ALLOW_PATHS_ENV}=1 on this machine to allow any path")
@@ -87,7 +88,7 @@ def confine(name: str, roots: Iterable[Path | str], what: str) -> Path:
 
 def _inside(path: Path, root: Path) -> bool:
     try:
-        path.relative_to(Path(root).resolve())
+        path.relative_to(root)
     except ValueError:
         return False
     return True
