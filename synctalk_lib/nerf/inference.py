@@ -40,7 +40,8 @@ class RenderChunk(NamedTuple):
 
 
 def check_features(model: SyncTalkModel, features: AudioFeatures) -> None:
-    """The features must come from the encoder (and frame rate) the model was trained with."""
+    """The features must come from the encoder (and frame rate) the model was trained with, and be finite (they
+    are checked when made, but the array can be changed in place afterwards)."""
     if features.dim != model.feature_dim or features.encoder_id != model.encoder_id:
         raise InputError(
             f"the audio features come from {features.encoder_id!r} (D = {features.dim}) but the model "
@@ -51,6 +52,15 @@ def check_features(model: SyncTalkModel, features: AudioFeatures) -> None:
                          f"{model.subject.fps:g} fps; encode the audio at {model.subject.fps:g} fps")
     if features.num_frames < 1:
         raise InputError("the audio features are empty (no frames to render)")
+    _check_finite("the audio features", features.features, "encode the driving audio again (EncodeAudioAV)")
+
+
+def _check_finite(what: str, values: np.ndarray, fix: str) -> None:
+    values = np.asarray(values)
+    if values.dtype.kind in "fc" and not np.isfinite(values).all():
+        row = int(np.argwhere(~np.isfinite(values))[0][0])
+        raise InputError(f"{what} hold NaN or infinite values (first in row {row}), which would render NaN images; "
+                         f"{fix}")
 
 
 def _encoder_choice(encoder_id: str) -> str:
@@ -74,6 +84,7 @@ def expression_rows(model: SyncTalkModel, expression, refs: np.ndarray, outputs:
             raise InputError(f"expression must be 'training', 'neutral' or an array, got {expression!r}")
         return np.repeat(subject.neutral_expression()[None], len(refs), axis=0)
     array = np.asarray(expression.detach().cpu() if hasattr(expression, "detach") else expression, np.float32)
+    _check_finite("the expression coefficients", array, "pass finite values (or 'training' / 'neutral')")
     if array.ndim == 1 and array.shape[0] == e_dim:
         return np.repeat(array[None], len(refs), axis=0)
     if array.ndim == 2 and array.shape[1] == e_dim:
@@ -140,6 +151,7 @@ def render_frames(model: SyncTalkModel, features: AudioFeatures, *, expression=N
         pose_override = np.asarray(poses.detach().cpu() if hasattr(poses, "detach") else poses, np.float32)
         if pose_override.ndim != 3 or pose_override.shape[1:] != (4, 4) or len(pose_override) == 0:
             raise InputError(f"poses must be [P, 4, 4] camera-to-world matrices, got {list(pose_override.shape)}")
+        _check_finite("the head poses", pose_override, "run StabilizeHeadPose again or connect other poses")
 
     device = torch.device(device) if device is not None else model.device
     nerf = model.nerf.to(device).eval()
@@ -178,6 +190,9 @@ def render_frames(model: SyncTalkModel, features: AudioFeatures, *, expression=N
                           expr_mask=torch.cat(eye).to(device), chunk_size=chunk_rays)
         head = out.rgb.reshape(b, h, w, 3).float().cpu().numpy()  # premultiplied (black background)
         alpha = out.alpha.reshape(b, h, w).float().clamp(0.0, 1.0).cpu().numpy()
+        if not (np.isfinite(head).all() and np.isfinite(alpha).all()):  # never hand NaN images on
+            raise InputError(f"the model {model.name!r} rendered NaN values for output frames {int(idx[0])}.."
+                             f"{int(idx[-1])}; its weights are damaged: train the subject again")
         rgb_out = np.empty((b, big_h, big_w, 3), np.float32)
         alpha_out = np.empty((b, big_h, big_w), np.float32)
         for k, j in enumerate(refs):

@@ -231,6 +231,7 @@ class Trainer:
                     raise
         if self.work_dir is not None and self._last_saved != self.step:
             self.save_checkpoint()
+        self.check_finite_weights()
         self.model.eval()
         summary = self.summary()
         if evaluate:
@@ -302,10 +303,18 @@ class Trainer:
         target = Path(path) if path is not None else self.checkpoint_path
         if target is None:
             raise ValueError("no work_dir was given, so there is nowhere to write checkpoints")
+        self.check_finite_weights()
         with atomic_path(target) as tmp:
             torch.save(self.state(), tmp)
         self._last_saved = self.step
         return target
+
+    def check_finite_weights(self) -> None:
+        """Refuse to keep weights with NaN or infinite values (they would render NaN images)."""
+        for name, value in self.model.state_dict().items():
+            if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                raise FloatingPointError(f"the weight {name!r} became NaN or infinite by step {self.step}; nothing "
+                                         "was saved: lower the learning rates, or resume from the last checkpoint")
 
     def load_checkpoint(self, path: Path | str) -> None:
         """Restore the full training state written by :meth:`save_checkpoint`."""
