@@ -122,8 +122,8 @@ def full_resolution_clip(clip: Clip, cache_dir: Path, models_dirs: Iterable[Path
     if not clip.source_path:
         raise InputError("full_resolution needs the clip of the original video: a loaded model's reference frames "
                          "carry no source path (model folders are shared without local paths); connect the clip from "
-                         "LoadReferenceVideo of the same video (or pass --video to the CLI), or turn full_resolution "
-                         "off")
+                         "LoadReferenceVideo of the same video (or pass that clip as reference), or turn "
+                         "full_resolution off")
     if not Path(clip.source_path).is_file():
         raise InputError(f"full_resolution needs the source video of the clip ({clip.source_path}), which is not "
                          "on this machine; turn full_resolution off")
