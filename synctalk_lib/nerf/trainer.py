@@ -276,8 +276,10 @@ class Trainer:
                                                    max_frames=self.config.max_eval_frames)
             summary["eval_seconds"] = round(time.perf_counter() - started_eval, 2)
             if summary["heldout_psnr"] is not None:
-                self._status(f"held-out PSNR {summary['heldout_psnr']:.2f} dB over "
-                             f"{len(self.data.val_indices)} frames")
+                scored = len(eval_frames(self.data.val_indices, self.config.max_eval_frames))
+                summary["eval_frames"] = scored
+                self._status(f"held-out PSNR {summary['heldout_psnr']:.2f} dB over {scored} of "
+                             f"{len(self.data.val_indices)} held-out frames")
         return TrainResult(model=self.model, summary=summary)
 
     # --------------------------------------------------------------------------------------------- reports
@@ -403,10 +405,18 @@ def render_frame(model: SyncTalkNeRF, data: SubjectData, index: int, *, device: 
     return (out.rgb.reshape(h, w, 3).float().cpu().numpy(), out.alpha.reshape(h, w).float().cpu().numpy())
 
 
+def eval_frames(val_indices: np.ndarray, max_frames: int) -> np.ndarray:
+    """At most ``max_frames`` (0: all) of the held-out frames, evenly spaced, first and last included."""
+    if not max_frames or len(val_indices) <= max_frames:
+        return np.asarray(val_indices)
+    return np.asarray(val_indices)[np.linspace(0, len(val_indices) - 1, max_frames).round().astype(int)]
+
+
 def heldout_psnr(model: SyncTalkNeRF, data: SubjectData, *, device: torch.device | str = "cpu",
                  max_frames: int = 0, on_step: StepCallback | None = None) -> float | None:
-    """Mean PSNR (dB) of renders of the held-out frames against the real frames at the data's resolution."""
-    frames = data.val_indices if not max_frames else data.val_indices[:max_frames]
+    """Mean PSNR (dB) of renders of the held-out frames against the real frames at the data's resolution
+    (``max_frames``: at most that many, evenly spaced over the held-out frames)."""
+    frames = eval_frames(data.val_indices, max_frames)
     if len(frames) == 0:
         return None
     values = []
