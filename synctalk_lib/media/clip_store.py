@@ -73,14 +73,20 @@ def check_free_space(folder: Path | str, need: int, what: str, safety: int = 256
     """Raise InputError naming ``folder`` unless ``need`` bytes (plus ``safety``) fit on its disk; with
     ``make_room`` (``folder`` is a clip cache) unused clips are evicted first."""
     folder = Path(folder)
-    free = free_bytes(folder)
-    if need + safety > free and make_room:
-        evict(folder, keep_free=need + safety)
-        free = free_bytes(folder)
+    free = free_after_eviction(folder, need + safety) if make_room else free_bytes(folder)
     if need + safety > free:
         raise InputError(f"not enough disk space in {folder} for {what}: it needs about {need / 1e9:.2f} GB, "
                          f"{free / 1e9:.2f} GB are free; free some space there (or set SYNCTALK_CACHE_DIR / the "
                          "output folder to a bigger disk)")
+
+
+def free_after_eviction(cache_root: Path | str, want: int) -> int:
+    """Free bytes on the clip cache's disk, after evicting unused clips when fewer than ``want`` are free."""
+    free = free_bytes(Path(cache_root))
+    if want > free:
+        evict(cache_root, keep_free=want)
+        free = free_bytes(Path(cache_root))
+    return free
 
 
 # ---------------------------------------------------------------------------------------------- locking

@@ -33,7 +33,7 @@ from typing import Callable, Iterable, Iterator, Literal
 import numpy as np
 
 from synctalk_lib.errors import InputError
-from synctalk_lib.media.clip_store import ClipWriter, cache_key, evict, free_bytes, key_lock, load_cached_clip
+from synctalk_lib.media.clip_store import ClipWriter, cache_key, free_after_eviction, key_lock, load_cached_clip
 from synctalk_lib.media.crop import Box, detect_faces, face_crop_box
 from synctalk_lib.media.video import (SourceFrame, VideoInfo, VideoReader, is_variable_rate,
                                       measure_frame_intervals)
@@ -157,10 +157,7 @@ def _check_disk(name: str, frames: int, width: int, height: int, audio_bytes: in
     if max_cache_bytes is not None and need > max_cache_bytes:
         raise InputError(f"{name} is too long for the clip cache budget: it needs {what}, the budget is "
                          f"{_human_bytes(max_cache_bytes)}. {advice}, or raise the budget.")
-    free = free_bytes(cache_root)
-    if need + DISK_SAFETY_BYTES > free:  # least recently used clips make room first
-        evict(cache_root, keep_free=need + DISK_SAFETY_BYTES)
-        free = free_bytes(cache_root)
+    free = free_after_eviction(cache_root, need + DISK_SAFETY_BYTES)  # unused clips make room first
     if need + DISK_SAFETY_BYTES > free:
         raise InputError(f"not enough disk space for {name} in the clip cache {cache_root}: it needs {what}, "
                          f"{_human_bytes(free)} are free. {advice}, free some space, or set SYNCTALK_CACHE_DIR "
