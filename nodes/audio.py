@@ -111,11 +111,10 @@ class SyncTalkEncodeAudioAV:
 
     @staticmethod
     def _resolve(name: str) -> Path:
-        for folder in bridge.models_dirs():
-            candidate = Path(folder) / name
-            if candidate.is_file():
-                return candidate
-        return Path(name)
+        """The weights file ``name`` in the models folders (never a path elsewhere unless allowed)."""
+        from synctalk_lib.paths import confine
+
+        return confine(name, bridge.models_dirs(), "ave_file")
 
 
 def format_report(features, seconds: float) -> str:

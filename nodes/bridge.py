@@ -100,15 +100,17 @@ def list_input_files(kind: str) -> list[str]:
 
 
 def resolve_input_path(name: str) -> Path:
-    """An input file given as a combo choice (input folder, optional ``[input]``-style annotation) or a path."""
-    candidate = Path(os.path.expanduser(name))
-    if candidate.is_absolute():
-        return candidate
-    comfy = _comfy()
-    if comfy is not None:
-        return Path(comfy[0].get_annotated_filepath(name))
-    in_input = input_dir() / name
-    return in_input if in_input.exists() else candidate.resolve()
+    """An input file given as a combo choice: a name in the input folder, or with ComfyUI's ``[input]`` /
+    ``[output]`` / ``[temp]`` annotation a name in that folder. Names that climb out of the folder and absolute
+    paths are refused (a ComfyUI started with ``--listen`` takes inputs from anyone who reaches it) unless
+    ``SYNCTALK_ALLOW_ABSOLUTE_PATHS=1``."""
+    text = str(name).strip()
+    folder = input_dir()
+    for suffix, where in ((" [output]", output_dir), (" [input]", input_dir), (" [temp]", temp_dir)):
+        if text.endswith(suffix) or text.endswith(suffix.strip()):
+            text, folder = text[:-len(suffix.strip())].rstrip(), where()
+            break
+    return lib_paths.confine(text, [folder], "input file")
 
 
 # ---------------------------------------------------------------------------------------------------- progress

@@ -159,16 +159,18 @@ class LoadSyncTalkModel:
     def load(self, name, device="auto", repo_id="", revision=""):
         from synctalk_lib.errors import InputError
         from synctalk_lib.nerf.model_folder import SyncTalkModel
+        from synctalk_lib.paths import absolute_paths_allowed
 
-        source = str(repo_id).strip() or name
-        if source == NO_MODELS:
+        repo_id = str(repo_id).strip()
+        if not repo_id and name == NO_MODELS:
             raise InputError("there is no trained model in models/synctalk yet; train one with TrainSyncTalk or "
                              "give a Hub repo id")
-        model = SyncTalkModel.from_pretrained(source, revision=str(revision).strip() or None,
-                                              models_dirs=bridge.models_dirs(), device=bridge.device(device))
-        with bridge.progress("Decoding reference frames"):
-            clip = model.subject.reference_clip(bridge.cache_dir())
-        return (model, clip, model.subject.pose, model.subject.track)
+        with bridge.progress("Loading the model and decoding its reference frames"):
+            model = SyncTalkModel.from_pretrained(None if repo_id else name, repo_id=repo_id or None,
+                                                  revision=str(revision).strip() or None,
+                                                  models_dirs=bridge.models_dirs(), device=bridge.device(device),
+                                                  cache_dir=bridge.cache_dir(), allow_paths=absolute_paths_allowed())
+        return (model, model.subject.reference_clip(), model.subject.pose, model.subject.track)
 
     @classmethod
     def VALIDATE_INPUTS(cls, name=None, repo_id="", **_):

@@ -15,8 +15,8 @@ class SyncTalkLoadReferenceVideo:
             "video": (bridge.list_input_files("video"), {
                 "video_upload": True,
                 "tooltip": "Video of the person talking (3-5 minutes, one face, steady camera, at 25 fps after "
-                           "loading). Upload it here or put it in ComfyUI's input folder; an absolute path "
-                           "works too."}),
+                           "loading). Upload it here or put it in ComfyUI's input folder (other paths only "
+                           "with SYNCTALK_ALLOW_ABSOLUTE_PATHS=1)."}),
             "fps": ("FLOAT", {"default": 25.0, "min": 1.0, "max": 120.0, "step": 0.01,
                               "tooltip": "Frame rate of the clip; each output frame is the source frame nearest "
                                          "to its time. SyncTalk is trained at 25."}),
@@ -55,9 +55,14 @@ class SyncTalkLoadReferenceVideo:
     def VALIDATE_INPUTS(cls, video):
         if video is None:  # linked from another node: checked when it runs
             return True
-        path = bridge.resolve_input_path(str(video))
+        from synctalk_lib.errors import InputError
+
+        try:
+            path = bridge.resolve_input_path(str(video))
+        except InputError as exc:
+            return str(exc)
         if not path.is_file():
-            return f"video file not found: {video} (looked for {path}); upload it or give an absolute path"
+            return f"video file not found: {video} (looked for {path}); upload it into ComfyUI's input folder"
         return True
 
     @classmethod

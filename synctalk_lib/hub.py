@@ -5,7 +5,13 @@ wins, sha256 checked), then a download with ``huggingface_hub.hf_hub_download`` 
 revision, then its mirrors), copied into ``dirs[0]`` under a temporary name and renamed after the sha256 check.
 Offline (``HF_HUB_OFFLINE=1``) or without network the error names the file, its checksum, where to download it
 and which folder to put it in. Pickled ``.pth`` files are only ever read with ``torch.load(weights_only=True)``,
-after the checksum, and a safetensors copy is kept beside them.
+after the checksum, and a safetensors copy is kept beside them; the copy records the sha256 of the ``.pth`` it
+came from and is used only while that still matches (a ``.safetensors`` dropped beside a checksummed ``.pth`` is
+never loaded in its place). Remembered checksums are keyed on the file's size, mtime, ctime and inode.
+
+Trained SyncTalk model folders shared on the Hub come through ``download_model_folder``: only the model folder's
+files, their total size checked against ``SYNCTALK_HUB_MAX_GB`` before anything is downloaded, pinned to the
+commit the revision resolves to (logged).
 """
 from __future__ import annotations
 
@@ -19,7 +25,7 @@ from pathlib import Path
 from typing import Iterable
 
 from synctalk_lib.errors import InputError, MissingWeightsError
-from synctalk_lib.paths import xdg_cache, atomic_path, default_models_dir
+from synctalk_lib.paths import xdg_cache, atomic_path, default_models_dir, require_free_space
 
 log = logging.getLogger("synctalk")
 
@@ -119,9 +125,11 @@ def _sidecar(path: Path) -> Path:
 
 
 def _cached_sha256(path: Path) -> str:
-    """sha256 of ``path``, remembered beside it by (size, mtime) so large files are hashed once."""
+    """sha256 of ``path``, remembered by (size, mtime, ctime, inode) so large files are hashed once. The ctime
+    cannot be set back by whoever rewrites the file, so a changed file is always hashed again."""
     stat = path.stat()
-    key = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    key = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "ctime_ns": stat.st_ctime_ns, "inode": stat.st_ino,
+           "device": stat.st_dev}
     side = _sidecar(path)
     try:
         data = json.loads(side.read_text())
@@ -270,8 +278,9 @@ def load_state_dict(path: Path | str, *, keep_safetensors_copy: bool = True) -> 
     """Tensors of a weights file without unpickling code.
 
     ``.safetensors`` is read directly. A ``.pth``/``.pt`` is read with ``torch.load(weights_only=True)``; a
-    ``.safetensors`` copy is then written beside it (atomically) and used on later calls. Nested dicts with a
-    single ``state_dict``/``model`` key are unwrapped.
+    ``.safetensors`` copy is then written beside it (atomically, with the ``.pth``'s sha256 in its metadata) and
+    used on later calls while that sha256 still matches the ``.pth``. Nested dicts with a single
+    ``state_dict``/``model`` key are unwrapped.
     """
     import torch
     from safetensors.torch import load_file, save_file
@@ -280,8 +289,12 @@ def load_state_dict(path: Path | str, *, keep_safetensors_copy: bool = True) -> 
     if path.suffix == ".safetensors":
         return load_file(str(path))
     converted = path.with_suffix(".safetensors")
-    if converted.is_file() and converted.stat().st_mtime_ns >= path.stat().st_mtime_ns:
+    source_sha = _cached_sha256(path)
+    if converted.is_file() and _converted_from(converted) == source_sha:
         return load_file(str(converted))
+    if converted.is_file():
+        log.warning("SyncTalk: ignoring %s: it was not converted from %s (sha256 %s…)", converted, path.name,
+                    source_sha[:12])
     try:
         data = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -295,7 +308,80 @@ def load_state_dict(path: Path | str, *, keep_safetensors_copy: bool = True) -> 
     if keep_safetensors_copy and _writable_folder(converted.parent):
         try:
             with atomic_path(converted) as tmp:
-                save_file({k: v.contiguous() for k, v in data.items()}, str(tmp))
+                save_file({k: v.contiguous() for k, v in data.items()}, str(tmp),
+                          metadata={"source_file": path.name, "source_sha256": source_sha})
         except OSError as exc:
             log.warning("SyncTalk: could not write a safetensors copy of %s (%s)", path, exc)
     return data
+
+
+def _converted_from(path: Path) -> str | None:
+    """The ``source_sha256`` recorded in a safetensors copy's metadata (None: absent or unreadable)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return (handle.metadata() or {}).get("source_sha256")
+    except Exception:  # not a safetensors file: it is simply not a valid copy
+        return None
+
+
+# ---------------------------------------------------------------------------------------------- model repos
+DEFAULT_MODEL_MAX_GB = 20.0
+"""Largest model folder a Hub download may fetch when ``SYNCTALK_HUB_MAX_GB`` is not set."""
+
+
+def _max_model_bytes() -> int:
+    raw = os.environ.get("SYNCTALK_HUB_MAX_GB", "").strip()
+    try:
+        return int(float(raw or DEFAULT_MODEL_MAX_GB) * 1e9)
+    except ValueError:
+        raise InputError(f"SYNCTALK_HUB_MAX_GB must be a number of gigabytes, got {raw!r}") from None
+
+
+def download_model_folder(repo_id: str, *, revision: str | None, local_files_only: bool,
+                          files: Iterable[str]) -> Path:
+    """A SyncTalk model folder from the Hub: only ``files``, at most ``SYNCTALK_HUB_MAX_GB`` (checked before the
+    download, and the free disk too), at the commit ``revision`` resolves to (logged). Offline (``HF_HUB_OFFLINE``,
+    no network, or ``local_files_only``) only the local Hub cache is used."""
+    import re
+
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$", repo_id or "") or ".." in repo_id:
+        raise InputError(f"repo_id {repo_id!r} is not a Hugging Face Hub repo id (owner/name)")
+    try:
+        import huggingface_hub
+    except ImportError as exc:
+        from synctalk_lib.errors import MissingDependencyError
+
+        raise MissingDependencyError("huggingface_hub", "Loading a SyncTalk model from the Hub",
+                                     "huggingface-hub") from exc
+    allowed = sorted(set(files))
+    where = f"{repo_id!r}{f' at revision {revision!r}' if revision else ''}"
+    unreachable = "HF_HUB_OFFLINE is set" if _offline() else (None if local_files_only else _hub_unreachable())
+    if local_files_only or unreachable:
+        try:
+            folder = Path(huggingface_hub.snapshot_download(repo_id, revision=revision, allow_patterns=allowed,
+                                                            local_files_only=True))
+        except Exception as exc:
+            reason = unreachable or "local_files_only was asked for"
+            raise MissingWeightsError(
+                f"the SyncTalk model {where} is not in the local Hub cache and cannot be downloaded ({reason}); "
+                "download the model folder on a connected machine and copy it into models/synctalk/") from exc
+        return folder
+    try:
+        info = huggingface_hub.HfApi().model_info(repo_id, revision=revision, files_metadata=True)
+    except Exception as exc:  # not found, private, bad revision: one sentence with the fix
+        raise InputError(f"could not read the Hub repo {where} ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''}); check the repo id, the revision and "
+                         "your access token (huggingface-cli login)") from exc
+    sizes = {s.rfilename: int(s.size or 0) for s in (info.siblings or []) if s.rfilename in allowed}
+    total, cap = sum(sizes.values()), _max_model_bytes()
+    if total > cap:
+        raise InputError(f"the model folder in the Hub repo {where} is {total / 1e9:.2f} GB, more than the "
+                         f"{cap / 1e9:.2f} GB allowed; raise SYNCTALK_HUB_MAX_GB to load it")
+    cache = Path(os.environ.get("HF_HUB_CACHE") or os.environ.get("HF_HOME") or xdg_cache() / "huggingface")
+    require_free_space(cache, total, f"the model {repo_id}", safety=64 << 20)
+    log.info("SyncTalk: downloading the model %s at commit %s (%d files, %.1f MB)", repo_id, info.sha,
+             len(sizes), total / 1e6)
+    folder = Path(huggingface_hub.snapshot_download(repo_id, revision=info.sha, allow_patterns=allowed))
+    return folder

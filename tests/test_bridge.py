@@ -84,6 +84,9 @@ def test_resolve_input_path_outside(outside, monkeypatch, tmp_path):
     (tmp_path / "clip.mp4").write_bytes(b"")
     (tmp_path / "notes.txt").write_text("x")
     assert outside.resolve_input_path("clip.mp4") == tmp_path / "clip.mp4"
+    with pytest.raises(ValueError, match="SYNCTALK_ALLOW_ABSOLUTE_PATHS"):
+        outside.resolve_input_path(str(tmp_path / "notes.txt"))
+    monkeypatch.setenv("SYNCTALK_ALLOW_ABSOLUTE_PATHS", "1")
     assert outside.resolve_input_path(str(tmp_path / "notes.txt")) == tmp_path / "notes.txt"
     assert outside.list_input_files("video") == ["clip.mp4"]
 

@@ -177,3 +177,94 @@ def test_no_safetensors_copy_in_a_read_only_folder(tmp_path):
         assert sorted(p.name for p in folder.iterdir()) == ["w.pth"]
     finally:
         folder.chmod(0o755)
+
+
+def test_an_unverified_safetensors_beside_a_pth_is_not_loaded_in_its_place(tmp_path):
+    pth = tmp_path / "w.pth"
+    torch.save({"w": torch.ones(3)}, pth)
+    from safetensors.torch import save_file
+
+    planted = tmp_path / "w.safetensors"
+    save_file({"w": torch.full((3,), 7.0)}, str(planted))  # newer than the .pth, but not made from it
+    assert torch.equal(hub.load_state_dict(pth)["w"], torch.ones(3))
+    from safetensors import safe_open
+
+    with safe_open(str(planted), framework="pt") as handle:  # replaced by a real copy that says where it came from
+        assert handle.metadata()["source_sha256"] == hub.sha256_of(pth)
+    torch.save({"w": torch.zeros(3)}, pth)  # the .pth changes: its old copy is stale
+    assert torch.equal(hub.load_state_dict(pth)["w"], torch.zeros(3))
+
+
+def test_remembered_checksums_notice_a_rewrite_that_keeps_size_and_mtime(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    path = tmp_path / "weights.bin"
+    path.write_bytes(b"a" * 100)
+    stat = path.stat()
+    assert hub._cached_sha256(path) == hashlib.sha256(b"a" * 100).hexdigest()
+    import time
+
+    time.sleep(0.02)
+    path.write_bytes(b"b" * 100)  # same size ...
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # ... and the old mtime
+    assert hub._cached_sha256(path) == hashlib.sha256(b"b" * 100).hexdigest()
+
+
+class _Sibling:
+    def __init__(self, name: str, size: int):
+        self.rfilename, self.size = name, size
+
+
+def _fake_model_repo(monkeypatch, sizes: dict[str, int], calls: list):
+    import huggingface_hub
+
+    class Info:
+        sha = "0123456789abcdef0123456789abcdef01234567"
+        siblings = [_Sibling(n, s) for n, s in sizes.items()]
+
+    class Api:
+        def model_info(self, repo_id, revision=None, files_metadata=False):
+            calls.append(("info", repo_id, revision, files_metadata))
+            return Info()
+
+    def snapshot_download(repo_id, revision=None, allow_patterns=None, **kwargs):
+        calls.append(("download", repo_id, revision, sorted(allow_patterns)))
+        return str(Path("/nonexistent"))
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(hub, "_hub_unreachable", lambda: None)
+    monkeypatch.setattr(huggingface_hub, "HfApi", Api)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+
+
+MODEL_FILES = ("config.json", "model.safetensors", "subject/subject.json", "subject/reference.mp4")
+
+
+def test_model_repos_fetch_only_the_folder_files_at_the_resolved_commit(monkeypatch, caplog):
+    calls: list = []
+    _fake_model_repo(monkeypatch, {"config.json": 2_000, "model.safetensors": 40_000_000, "huge.bin": 10**12,
+                                   "subject/reference.mp4": 5_000_000}, calls)
+    with caplog.at_level("INFO", logger="synctalk"):
+        hub.download_model_folder("someone/may", revision="main", local_files_only=False, files=MODEL_FILES)
+    assert calls[0] == ("info", "someone/may", "main", True)
+    assert calls[1] == ("download", "someone/may", "0123456789abcdef0123456789abcdef01234567", sorted(MODEL_FILES))
+    assert "0123456789abcdef0123456789abcdef01234567" in caplog.text, "the commit is logged"
+
+
+def test_model_repos_over_the_size_cap_are_refused_before_downloading(monkeypatch):
+    from synctalk_lib import paths
+
+    monkeypatch.setattr(paths, "free_bytes", lambda folder: 100 * 10**9)  # the disk holds the 30 GB
+    calls: list = []
+    _fake_model_repo(monkeypatch, {"config.json": 2_000, "model.safetensors": 30 * 10**9}, calls)
+    with pytest.raises(InputError, match=r"30\.00 GB, more than the 20\.00 GB allowed.*SYNCTALK_HUB_MAX_GB"):
+        hub.download_model_folder("someone/may", revision=None, local_files_only=False, files=MODEL_FILES)
+    assert [c[0] for c in calls] == ["info"]
+    monkeypatch.setenv("SYNCTALK_HUB_MAX_GB", "50")
+    hub.download_model_folder("someone/may", revision=None, local_files_only=False, files=MODEL_FILES)
+    assert calls[-1][0] == "download"
+
+
+def test_model_repo_ids_are_checked(monkeypatch):
+    for bad in ("../etc", "/abs/path", "a/b/c", "someone/.."):
+        with pytest.raises(InputError, match="not a Hugging Face Hub repo id"):
+            hub.download_model_folder(bad, revision=None, local_files_only=False, files=MODEL_FILES)

@@ -10,7 +10,7 @@ import torch
 
 from synctalk_lib.errors import InputError, SyncTalkError
 from synctalk_lib.nerf.inference import render_frames
-from synctalk_lib.nerf.model_folder import ReferenceFrames, SyncTalkModel, list_models
+from synctalk_lib.nerf.model_folder import SyncTalkModel, list_models
 from synctalk_lib.portrait.background import frame_background
 from synctalk_lib.timeline import reference_indices
 from synctalk_lib.types import AudioFeatures
@@ -53,19 +53,20 @@ def test_folder_layout(saved):
     assert "occupancy.density" in weights and "occupancy.occupied" in weights
 
 
-def test_round_trip_renders_identical_images(model, saved, subject):
-    loaded = SyncTalkModel.from_pretrained(saved)
+def test_round_trip_renders_identical_images(model, saved, subject, tmp_path):
+    loaded = SyncTalkModel.from_pretrained(saved, cache_dir=tmp_path / "cache")
     for key, value in model.nerf.state_dict().items():
         assert torch.equal(value.cpu(), loaded.nerf.state_dict()[key]), key
     assert np.array_equal(loaded.subject.background, model.subject.background)
     assert np.array_equal(loaded.subject.landmarks, model.subject.landmarks)
     assert loaded.render_intrinsics == pytest.approx(model.render_intrinsics)
     # the stored reference video is near-lossless ...
+    assert loaded.subject.frames.root.parent == tmp_path / "cache", "decoded once, into the clip cache"
     video = np.stack([loaded.subject.frames.frame(i) for i in range(16)]).astype(np.float32)
     clip = np.stack([subject.clip.frame(i) for i in range(16)]).astype(np.float32)
     assert 10 * np.log10(255.0 ** 2 / np.mean((video - clip) ** 2)) > 35.0
     # ... and with the same reference frames every rendered pixel is identical
-    loaded.subject.frames = ReferenceFrames(clip=subject.clip, num_frames=16, height=48, width=48)
+    loaded = SyncTalkModel.from_pretrained(saved, reference=subject.clip)
     a_rgb, a_alpha, _ = _render(model, subject.audio, count=6)
     b_rgb, b_alpha, _ = _render(loaded, subject.audio, count=6)
     assert np.array_equal(a_alpha, b_alpha) and np.array_equal(a_rgb, b_rgb)
@@ -101,6 +102,8 @@ def test_names_in_models_folders_and_hub_ids_offline(saved, monkeypatch):
     assert SyncTalkModel.from_pretrained("tiny", models_dirs=[root]).name == "tiny"
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(SyncTalkError, match="someone/synctalk-may"):
+        SyncTalkModel.from_pretrained(repo_id="someone/synctalk-may", models_dirs=[root])
+    with pytest.raises(InputError, match="repo_id"):  # a Hub id is never taken from the name
         SyncTalkModel.from_pretrained("someone/synctalk-may", models_dirs=[root])
 
 

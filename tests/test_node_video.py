@@ -65,12 +65,14 @@ def test_load_reference_video_inputs_and_outputs(input_dir):
     assert list(inspect.signature(node.VALIDATE_INPUTS).parameters) == ["video"]
 
 
-def test_validate_inputs_accepts_listed_names_and_absolute_paths(input_dir, tmp_path):
+def test_validate_inputs_accepts_listed_names_and_opted_in_absolute_paths(input_dir, tmp_path, monkeypatch):
     (input_dir / "talk.mp4").write_bytes(b"x")
     elsewhere = tmp_path / "elsewhere.mp4"
     elsewhere.write_bytes(b"x")
     node = SyncTalkLoadReferenceVideo
     assert node.VALIDATE_INPUTS(video="talk.mp4") is True
+    assert "outside the allowed folders" in node.VALIDATE_INPUTS(video=str(elsewhere))
+    monkeypatch.setenv("SYNCTALK_ALLOW_ABSOLUTE_PATHS", "1")
     assert node.VALIDATE_INPUTS(video=str(elsewhere)) is True
     assert node.VALIDATE_INPUTS(video=None) is True  # linked input: checked when it runs
     message = node.VALIDATE_INPUTS(video="gone.mp4")
@@ -100,9 +102,10 @@ def test_clip_from_images_contract():
 def test_load_reference_video_on_may(may_video, shared_models, session_cache, monkeypatch, caplog):
     monkeypatch.setenv("SYNCTALK_MODELS_DIR", str(shared_models))
     monkeypatch.setenv("SYNCTALK_CACHE_DIR", str(session_cache))
+    monkeypatch.setenv("SYNCTALK_INPUT_DIR", str(may_video.parent))
     node = SyncTalkLoadReferenceVideo()
     with caplog.at_level(logging.WARNING, logger="synctalk"):
-        clip, frames, audio, fps, count = node.load(str(may_video), 25.0, 0.0, 0.0, "face", 512, 256)
+        clip, frames, audio, fps, count = node.load(may_video.name, 25.0, 0.0, 0.0, "face", 512, 256)
     assert isinstance(clip, Clip) and clip.root.parent == session_cache
     assert (count, fps) == (331, 25.0) and isinstance(count, int) and isinstance(fps, float)
     # 256 MB holds 85 float32 frames of 512x512: an evenly spaced preview, with a warning that says so

@@ -141,7 +141,6 @@ def evaluate_model(model, clip, features, frames: Iterable[int], *, device="cpu"
     """
     from synctalk_lib.errors import InputError
     from synctalk_lib.nerf.inference import render_frames
-    from synctalk_lib.nerf.model_folder import ReferenceFrames
 
     frames = [int(i) for i in frames]
     if not frames:
@@ -150,7 +149,7 @@ def evaluate_model(model, clip, features, frames: Iterable[int], *, device="cpu"
     if (clip.num_frames, clip.height, clip.width) != (subject.num_frames, subject.height, subject.width):
         raise InputError(f"the subject clip ({clip.num_frames} frames {clip.width}x{clip.height}) is not the one "
                          f"the model was trained on ({subject.num_frames} frames {subject.width}x{subject.height})")
-    subject.frames = ReferenceFrames(clip=clip, num_frames=clip.num_frames, height=clip.height, width=clip.width)
+    subject.frames = clip  # the real frames as backgrounds, not the folder's re-encoded copy
     started = time.perf_counter()
     chunks = list(render_frames(model, features, frames=frames, device=device, on_step=on_step))
     pred = np.concatenate([c.rgb for c in chunks])

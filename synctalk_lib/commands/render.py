@@ -16,7 +16,10 @@ HELP = "render a trained subject speaking an audio file into an MP4 (head over t
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="model folder, a name in the models folder, or a Hub repo id")
+    parser.add_argument("model", nargs="?", default=None,
+                        help="model folder, or a name in the models folder (a Hub repo goes with --repo-id)")
+    parser.add_argument("--repo-id", default=None, help="Hugging Face Hub repo (owner/name) of a shared model folder")
+    parser.add_argument("--revision", default=None, help="Hub branch, tag or commit for --repo-id")
     parser.add_argument("--audio", type=Path, required=True, help="driving speech (any audio or video file)")
     parser.add_argument("--out", type=Path, required=True, help="MP4 to write")
     parser.add_argument("--encoder", default=None,
@@ -42,7 +45,12 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(int(args.threads))
     device = resolve_device(args.device)
-    model = pipeline.load_model(args.model, models_dirs=args.models_dir, device=device)
+    if bool(args.model) == bool(args.repo_id):
+        from synctalk_lib.errors import InputError
+
+        raise InputError("give either a model folder / name or --repo-id (one of them)")
+    model = pipeline.load_model(args.model, repo_id=args.repo_id, revision=args.revision,
+                                models_dirs=args.models_dir, device=device)
     wave, rate = pipeline.load_speech(args.audio)
     started = time.perf_counter()
     with cli_progress("Encoding audio") as on_step:

@@ -33,7 +33,7 @@ from typing import Callable, Iterable, Iterator, Literal
 import numpy as np
 
 from synctalk_lib.errors import InputError
-from synctalk_lib.media.clip_store import ClipWriter, cache_key, free_bytes
+from synctalk_lib.media.clip_store import ClipWriter, cache_key, free_after_eviction, key_lock, load_cached_clip
 from synctalk_lib.media.crop import Box, detect_faces, face_crop_box
 from synctalk_lib.media.video import (SourceFrame, VideoInfo, VideoReader, is_variable_rate,
                                       measure_frame_intervals)
@@ -157,7 +157,7 @@ def _check_disk(name: str, frames: int, width: int, height: int, audio_bytes: in
     if max_cache_bytes is not None and need > max_cache_bytes:
         raise InputError(f"{name} is too long for the clip cache budget: it needs {what}, the budget is "
                          f"{_human_bytes(max_cache_bytes)}. {advice}, or raise the budget.")
-    free = free_bytes(cache_root)
+    free = free_after_eviction(cache_root, need + DISK_SAFETY_BYTES)  # unused clips make room first
     if need + DISK_SAFETY_BYTES > free:
         raise InputError(f"not enough disk space for {name} in the clip cache {cache_root}: it needs {what}, "
                          f"{_human_bytes(free)} are free. {advice}, free some space, or set SYNCTALK_CACHE_DIR "
@@ -186,17 +186,6 @@ def clip_cache_path(source: Path | str, cache_root: Path | str, *, fps: float = 
                "mtime_ns": stat.st_mtime_ns, "fps": float(fps), "start_time": float(start_time),
                "max_duration": float(max_duration), "crop": crop, "size": int(size) if crop == "face" else None}
     return Path(cache_root) / f"{_safe_stem(source.name)}-{cache_key(payload)}"
-
-
-def load_cached_clip(folder: Path) -> Clip | None:
-    """The complete clip in ``folder``, or None (absent or unusable: it will be prepared again)."""
-    if not (folder / Clip.META_FILE).is_file():
-        return None
-    try:
-        return Clip.load(folder)
-    except (InputError, OSError, ValueError, TypeError, KeyError) as exc:
-        log.info("SyncTalk: clip cache %s is unusable (%s); preparing it again", folder, exc)
-        return None
 
 
 def _report(notes: Iterable[str], warn: WarnCallback | None) -> None:
@@ -237,11 +226,18 @@ def prepare_clip(source: Path | str, cache_root: Path | str, *, fps: float = 25.
     cache_root = Path(cache_root)
     target = clip_cache_path(source, cache_root, fps=fps, start_time=start_time, max_duration=max_duration,
                              crop=crop, size=size)
-    cached = load_cached_clip(target)
-    if cached is not None:
-        _report(cached.notes, warn)
-        return cached
+    with key_lock(target):  # a second prompt preparing the same clip waits, then reuses it
+        clip = load_cached_clip(target) or _prepare_uncached(source, cache_root, target, fps, start_time,
+                                                             max_duration, crop, size, models_dirs,
+                                                             max_cache_bytes, on_step)
+    _report(clip.notes, warn)
+    return clip
 
+
+def _prepare_uncached(source: Path, cache_root: Path, target: Path, fps: float, start_time: float,
+                      max_duration: float, crop: str, size: int, models_dirs, max_cache_bytes: int | None,
+                      on_step: StepCallback | None) -> Clip:
+    """The body of ``prepare_clip`` once the cache missed (long: header, face box, main pass, audio)."""
     with VideoReader(source) as reader:
         info = reader.info
         name = source.name
@@ -281,7 +277,6 @@ def prepare_clip(source: Path | str, cache_root: Path | str, *, fps: float = 25.
                 raise InputError(f"the disk of the clip cache {cache_root} filled up while preparing {name}; free "
                                  "space, shorten the clip (max_duration) or set SYNCTALK_CACHE_DIR elsewhere") from exc
             raise
-    _report(clip.notes, warn)
     return clip
 
 
@@ -475,18 +470,16 @@ def clip_from_images(images, audio: dict | None, fps: float, cache_root: Path | 
     if wave is not None:
         digest.update(np.ascontiguousarray(wave, dtype=np.float32).tobytes())
     target = Path(cache_root) / f"images-{digest.hexdigest()[:20]}"
-    cached = load_cached_clip(target)
-    if cached is not None:
-        _report(cached.notes, warn)
-        return cached
-
-    with ClipWriter(target, height=out_h, width=out_w, fps=fps) as writer:
-        for part in _image_chunks(images):
-            writer.append(np.ascontiguousarray(part[:, :out_h, :out_w]))
-            if on_step is not None:
-                on_step(writer.count, count)
-        clip = writer.finish(audio=wave, sample_rate=rate, source_path=None, source_size=(width, height),
-                             crop_box=None if (out_w, out_h) == (width, height) else (0, 0, out_w, out_h),
-                             notes=tuple(notes))
+    with key_lock(target):
+        clip = load_cached_clip(target)
+        if clip is None:
+            with ClipWriter(target, height=out_h, width=out_w, fps=fps) as writer:
+                for part in _image_chunks(images):
+                    writer.append(np.ascontiguousarray(part[:, :out_h, :out_w]))
+                    if on_step is not None:
+                        on_step(writer.count, count)
+                clip = writer.finish(audio=wave, sample_rate=rate, source_path=None, source_size=(width, height),
+                                     crop_box=None if (out_w, out_h) == (width, height) else (0, 0, out_w, out_h),
+                                     notes=tuple(notes))
     _report(clip.notes, warn)
     return clip

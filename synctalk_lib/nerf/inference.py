@@ -18,6 +18,7 @@ from typing import Callable, Iterator, NamedTuple, Sequence
 import numpy as np
 import torch
 
+from synctalk_lib.audio.features import encoder_for
 from synctalk_lib.errors import InputError
 from synctalk_lib.nerf.frame_rays import RaySubject, frame_rays
 from synctalk_lib.pose.face_geometry import FaceGeometry
@@ -41,7 +42,8 @@ class RenderChunk(NamedTuple):
 
 
 def check_features(model: SyncTalkModel, features: AudioFeatures) -> None:
-    """The features must come from the encoder (and frame rate) the model was trained with."""
+    """The features must come from the encoder (and frame rate) the model was trained with, and be finite (they
+    are checked when made, but the array can be changed in place afterwards)."""
     if features.dim != model.feature_dim or features.encoder_id != model.encoder_id:
         raise InputError(
             f"the audio features come from {features.encoder_id!r} (D = {features.dim}) but the model "
@@ -52,15 +54,25 @@ def check_features(model: SyncTalkModel, features: AudioFeatures) -> None:
                          f"{model.subject.fps:g} fps; encode the audio at {model.subject.fps:g} fps")
     if features.num_frames < 1:
         raise InputError("the audio features are empty (no frames to render)")
+    _check_finite("the audio features", features.features, "encode the driving audio again (EncodeAudioAV)")
+
+
+def _check_finite(what: str, values: np.ndarray, fix: str) -> None:
+    values = np.asarray(values)
+    if values.dtype.kind in "fc" and not np.isfinite(values).all():
+        row = int(np.argwhere(~np.isfinite(values))[0][0])
+        raise InputError(f"{what} hold NaN or infinite values (first in row {row}), which would render NaN images; "
+                         f"{fix}")
 
 
 def _encoder_choice(encoder_id: str) -> str:
-    """The ``encode_audio`` encoder argument that makes features with ``encoder_id``."""
-    if encoder_id.startswith("mel"):
-        return "mel"
+    """The ``encode_audio`` encoder argument that makes features with ``encoder_id`` (for messages)."""
     if encoder_id.startswith("ave-file"):
         return "ave-file:<the same weights file>"
-    return "ave" if encoder_id.startswith("ave") else encoder_id
+    try:
+        return encoder_for(encoder_id)
+    except InputError:  # an encoder this version cannot make: name it as the model does
+        return encoder_id
 
 
 def expression_rows(model: SyncTalkModel, expression, refs: np.ndarray, outputs: np.ndarray) -> np.ndarray:
@@ -75,6 +87,7 @@ def expression_rows(model: SyncTalkModel, expression, refs: np.ndarray, outputs:
             raise InputError(f"expression must be 'training', 'neutral' or an array, got {expression!r}")
         return np.repeat(subject.neutral_expression()[None], len(refs), axis=0)
     array = np.asarray(expression.detach().cpu() if hasattr(expression, "detach") else expression, np.float32)
+    _check_finite("the expression coefficients", array, "pass finite values (or 'training' / 'neutral')")
     if array.ndim == 1 and array.shape[0] == e_dim:
         return np.repeat(array[None], len(refs), axis=0)
     if array.ndim == 2 and array.shape[1] == e_dim:
@@ -165,6 +178,9 @@ def render_frames(model: SyncTalkModel, features: AudioFeatures, *, expression=N
                           bg=torch.zeros(3, device=device), lip_mask=torch.cat([r.lip_mask for r in rays]),
                           expr_mask=torch.cat([r.expr_mask for r in rays]), chunk_size=chunk_rays)
         head, alpha = _scatter(rays, out.rgb, out.alpha, size)
+        if not (np.isfinite(head).all() and np.isfinite(alpha).all()):  # never hand NaN images on
+            raise InputError(f"the model {model.name!r} rendered NaN values for output frames {int(idx[0])}.."
+                             f"{int(idx[-1])}; its weights are damaged: train the subject again")
         rgb_out, alpha_out = _over_reference_frames(model, ray_subject, refs, head, alpha)
         done += len(refs)
         first_index = int(idx[0]) + (0 if frames is not None else start)
@@ -235,6 +251,7 @@ def _pose_override(poses) -> np.ndarray | None:
     array = np.asarray(poses.detach().cpu() if hasattr(poses, "detach") else poses, np.float32)
     if array.ndim != 3 or array.shape[1:] != (4, 4) or len(array) == 0:
         raise InputError(f"poses must be [P, 4, 4] camera-to-world matrices, got {list(array.shape)}")
+    _check_finite("the head poses", array, "run StabilizeHeadPose again or connect other poses")
     return array
 
 

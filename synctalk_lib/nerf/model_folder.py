@@ -1,32 +1,37 @@
 """A trained subject as a shareable folder (``models/synctalk/NAME/``), and the ``SyncTalkModel`` object.
 
-Folder layout (everything RenderTriPlane and a portrait blend need; no pickles)::
+Folder layout (everything RenderTriPlane and a portrait blend need; no pickles, no local paths)::
 
     NAME/
       model.safetensors      NeRF weights and its occupancy grid
       config.json            hyper-parameters, schema/package version, render intrinsics, audio encoder,
                              training settings and summary
       subject/
-        subject.json         clip size, fps, train/held-out split, source video
+        subject.json         clip size, fps, train/held-out split, the source video's name, size and crop box
         face_track.npz       FaceTrack of the reference frames (landmarks, blendshapes, expression)
         head_pose.npz        HeadPose of the reference frames (intrinsics, camera-to-world)
         background.png       the clean background at the clip's size
         reference.mp4        the reference frames (H.264, near-lossless) for per-frame backgrounds and blending
 
-    model = SyncTalkModel.from_pretrained("may")                 # models/synctalk/may, a path, or a Hub repo id
+    model = SyncTalkModel.from_pretrained("may")                 # models/synctalk/may, or a folder path
+    model = SyncTalkModel.from_pretrained(repo_id="owner/may")   # a Hugging Face Hub repo (see hub.py)
     model.save_pretrained("/somewhere/may_copy")
 
-``from_pretrained`` takes a folder path, the name of a folder in one of the models folders, or a Hugging Face
-Hub repo id (``owner/name``, downloaded with ``huggingface_hub.snapshot_download``; offline it says so). Loading
-warns, by name, about keys it does not know and keys that fell back to defaults, and leaves the model in eval mode.
+A plain name is looked up only in the models folders (a folder of that name in the current directory never
+shadows it); anything else is a path (``allow_paths=False``, as the nodes use it, refuses paths). Loading checks
+the folder first (``folder_checks``: JSON, types, ranges, weight shapes against the config, finite weights) and
+decodes ``subject/reference.mp4`` once into the clip cache (``cache_dir``), so ``subject.frames`` is a ``Clip``.
+It warns, by name, about keys it does not know and keys that fell back to defaults, and leaves the model in eval
+mode.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import json
 import logging
 import shutil
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,12 +41,13 @@ import numpy as np
 import torch
 
 from synctalk_lib import __version__
-from synctalk_lib.errors import InputError, MissingDependencyError, SyncTalkError
+from synctalk_lib.errors import InputError
 from synctalk_lib.face.regions import FaceRegions
+from synctalk_lib.nerf import folder_checks as checks
 from synctalk_lib.nerf.config import NerfConfig
 from synctalk_lib.nerf.model import SyncTalkNeRF
 from synctalk_lib.pose.face_geometry import RegionShape
-from synctalk_lib.paths import atomic_path, default_models_dir, read_json
+from synctalk_lib.paths import atomic_path, confined_name, default_cache_dir, default_models_dir
 from synctalk_lib.types import Clip, FaceTrack, HeadPose
 
 log = logging.getLogger("synctalk")
@@ -56,77 +62,93 @@ TRACK_FILE = "face_track.npz"
 POSE_FILE = "head_pose.npz"
 BACKGROUND_FILE = "background.png"
 REFERENCE_FILE = "reference.mp4"
+FOLDER_FILES = (CONFIG_FILE, WEIGHTS_FILE, f"{SUBJECT_DIR}/{SUBJECT_FILE}", f"{SUBJECT_DIR}/{TRACK_FILE}",
+                f"{SUBJECT_DIR}/{POSE_FILE}", f"{SUBJECT_DIR}/{BACKGROUND_FILE}", f"{SUBJECT_DIR}/{REFERENCE_FILE}")
+"""Every file of a model folder (also what a Hub download may fetch, with the optional extras below)."""
+OPTIONAL_FILES = ("train_report.json", "README.md")
 REFERENCE_CRF = 12
 """x264 quality of the stored reference frames (near-lossless; they become the backgrounds under the head)."""
-IN_MEMORY_FRAMES_BYTES = 512 << 20
-"""Decoded reference frames up to this size stay in RAM; longer clips are decoded into a temporary file."""
+REFERENCE_BYTES_PER_PIXEL = 3 / 8
+"""Disk estimate of the stored reference video per frame pixel, for the free-space check before saving (raw
+frames are 3 bytes a pixel; near-lossless H.264 of a talking head takes well under an eighth of that)."""
 CONFIG_KEYS = ("schema_version", "format", "class_name", "package_version", "name", "nerf", "render", "audio",
                "training")
 
 
 # ---------------------------------------------------------------------------------------------- frames
-class ReferenceFrames:
-    """Random access to the subject's reference frames ``[H, W, 3]`` uint8 at the clip's size.
+def decode_reference(video: Path, cache_dir: Path | str, *, num_frames: int, height: int, width: int, fps: float,
+                     source: dict[str, Any]) -> Clip:
+    """``subject/reference.mp4`` decoded once into the clip cache (keyed by the file's path, size and mtime), with
+    a free-disk check that names the cache folder; a later load of the same file reuses it."""
+    from synctalk_lib.media.clip_store import ClipWriter, cache_key, check_free_space, key_lock, load_cached_clip
 
-    Backed by the clip's memory map right after training, or by ``subject/reference.mp4`` after loading (decoded
-    once, on first use, into RAM or a temporary memory-mapped file).
-    """
+    video = Path(video)
+    cache_dir = Path(cache_dir)
+    stat = video.stat()
+    key = cache_key({"model_reference": str(video.resolve()), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+                     "frames": num_frames, "size": [height, width], "fps": fps})
+    target = cache_dir / f"model-reference-{key}"
+    with key_lock(target):
+        cached = load_cached_clip(target)
+        if cached is not None:
+            return cached
+        check_free_space(cache_dir, num_frames * height * width * 3,
+                         f"the {num_frames} reference frames of {video.parent.parent.name}")
+        try:
+            with ClipWriter(target, height=height, width=width, fps=fps) as writer:
+                _decode_into(video, writer, num_frames, height, width)
+                return writer.finish(source_path=None, source_size=_tuple(source.get("size")),
+                                     crop_box=_tuple(source.get("crop_box")),
+                                     start_time=float(source.get("start_time") or 0.0))
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise InputError(f"the disk of the clip cache {cache_dir} filled up while decoding {video}; free "
+                                 "space there or set SYNCTALK_CACHE_DIR to a bigger disk") from exc
+            raise
 
-    def __init__(self, *, clip: Clip | None = None, video: Path | None = None, num_frames: int, height: int,
-                 width: int):
-        if clip is None and video is None:
-            raise ValueError("ReferenceFrames needs a clip or a video file")
-        self.clip, self.video = clip, video
-        self.num_frames, self.height, self.width = int(num_frames), int(height), int(width)
-        self._frames: np.ndarray | None = None
-        self._tmpdir: tempfile.TemporaryDirectory | None = None
 
-    def frame(self, index: int) -> np.ndarray:
-        """Reference frame ``index`` ``[H, W, 3]`` uint8."""
-        if not 0 <= index < self.num_frames:
-            raise IndexError(f"reference frame {index} outside 0..{self.num_frames - 1}")
-        if self.clip is not None:
-            return self.clip.frame(index)
-        return np.asarray(self._decoded()[index])
+def _decode_into(video: Path, writer, num_frames: int, height: int, width: int) -> None:
+    import av
 
-    def _decoded(self) -> np.ndarray:
-        if self._frames is not None:
-            return self._frames
-        shape = (self.num_frames, self.height, self.width, 3)
-        nbytes = int(np.prod(shape))
-        if nbytes <= IN_MEMORY_FRAMES_BYTES:
-            frames = np.zeros(shape, np.uint8)
-        else:
-            self._tmpdir = tempfile.TemporaryDirectory(prefix="synctalk_reference_")
-            frames = np.memmap(Path(self._tmpdir.name) / "frames.u8", dtype=np.uint8, mode="w+", shape=shape)
-        import av
-
-        count = 0
-        with av.open(str(self.video)) as container:
+    count = 0
+    try:
+        with av.open(str(video)) as container:
             for decoded in container.decode(video=0):
-                if count >= self.num_frames:
+                if count >= num_frames:
                     break
                 image = decoded.to_ndarray(format="rgb24")
-                frames[count] = image[:self.height, :self.width]
+                if image.shape[0] < height or image.shape[1] < width:
+                    raise checks.damaged(video, f"its frames are {image.shape[1]}x{image.shape[0]}, "
+                                                f"smaller than the {width}x{height} the folder declares")
+                writer.append(np.ascontiguousarray(image[:height, :width]))
                 count += 1
-        if count < self.num_frames:
-            raise InputError(f"{self.video} holds {count} frames but the model folder expects {self.num_frames}; "
-                             "the folder is damaged, save the model again")
-        self._frames = frames
-        return frames
+    except (av.FFmpegError, ValueError, IndexError) as exc:  # truncated or not a video
+        if not (isinstance(exc, InputError)):
+            raise checks.damaged(video, f"the video cannot be decoded after frame {count} "
+                                        f"({type(exc).__name__}: {exc})") from None
+        raise
+    if count < num_frames:
+        raise checks.damaged(video, f"it holds {count} frames but the folder expects {num_frames}")
 
-    def write_video(self, path: Path, fps: float) -> None:
-        """Encode every frame into ``path`` (H.264, near-lossless), streaming."""
-        from synctalk_lib.media.video_writer import VideoWriter
 
-        writer = VideoWriter(path, fps, crf=REFERENCE_CRF, pix_fmt="yuv444p", preset="fast")
-        try:
-            for start in range(0, self.num_frames, 32):
-                writer.write(np.stack([self.frame(i) for i in range(start, min(start + 32, self.num_frames))]))
-            writer.close()
-        except BaseException:
-            writer.abort()
-            raise
+def write_reference_video(clip: Clip, path: Path, fps: float) -> None:
+    """Encode every frame of ``clip`` into ``path`` (H.264, near-lossless), streaming."""
+    from synctalk_lib.media.video_writer import VideoWriter
+
+    writer = VideoWriter(path, fps, crf=REFERENCE_CRF, pix_fmt="yuv444p", preset="fast")
+    try:
+        for start in range(0, clip.num_frames, 32):
+            # a fresh memory map per batch: one kept open would keep every frame read in the resident set (6 GB
+            # for a 5-minute clip), although the kernel could drop those pages
+            writer.write(np.array(clip.frames()[start:start + 32]))
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+
+
+def _tuple(value) -> tuple | None:
+    return tuple(int(v) for v in value) if value else None
 
 
 # --------------------------------------------------------------------------------------------- subject
@@ -141,11 +163,13 @@ class SubjectAssets:
     fps: float
     background: np.ndarray
     """[H, W, 3] uint8 clean background."""
-    frames: ReferenceFrames
+    frames: Clip
+    """The reference frames at the clip's size: the training clip itself, or ``subject/reference.mp4`` decoded
+    once into the clip cache when the model was loaded."""
     train_indices: np.ndarray
     val_indices: np.ndarray
     source: dict[str, Any] = field(default_factory=dict)
-    """Source video path, its size and the clip's crop box (for a full-resolution paste)."""
+    """The source video's file name, its size and the clip's crop box (never a local path: folders are shared)."""
 
     @property
     def num_frames(self) -> int:
@@ -197,26 +221,10 @@ class SubjectAssets:
         """``[E]`` the median expression of the training frames (eyes open, brows at rest)."""
         return np.median(self.expression[self.train_indices], axis=0).astype(np.float32)
 
-    def reference_clip(self, cache_dir: Path | str) -> Clip:
-        """The reference frames as a ``Clip`` (the training clip itself, or decoded once into ``cache_dir``)."""
-        if self.frames.clip is not None:
-            return self.frames.clip
-        from synctalk_lib.media.clip_store import ClipWriter, cache_key
-
-        video = Path(self.frames.video)  # type: ignore[arg-type]
-        stat = video.stat()
-        target = Path(cache_dir) / f"model_reference_{cache_key({'path': str(video.resolve()), 'size': stat.st_size, 'mtime': stat.st_mtime_ns})}"
-        if (target / Clip.META_FILE).is_file():
-            return Clip.load(target)
-        with ClipWriter(target, height=self.height, width=self.width, fps=self.fps) as writer:
-            for i in range(self.num_frames):
-                writer.append(self.frames.frame(i))
-            size = self.source.get("size")
-            crop = self.source.get("crop_box")
-            return writer.finish(source_path=self.source.get("path"),
-                                 source_size=tuple(size) if size else None,
-                                 crop_box=tuple(crop) if crop else None,
-                                 start_time=float(self.source.get("start_time") or 0.0))
+    def reference_clip(self) -> Clip:
+        """The reference frames as a ``Clip`` (for PortraitSyncBlend). After loading it has no source path: a
+        full-resolution paste needs the clip LoadReferenceVideo makes from the original video."""
+        return self.frames
 
 
 # ------------------------------------------------------------------------------------------------ model
@@ -278,10 +286,10 @@ class SyncTalkModel:
         """Wrap a freshly trained NeRF and its ``SubjectData``."""
         clip = data.clip
         subject = SubjectAssets(
-            track=data.track, pose=data.pose, fps=float(clip.fps), background=data.background.image,
-            frames=ReferenceFrames(clip=clip, num_frames=clip.num_frames, height=clip.height, width=clip.width),
+            track=data.track, pose=data.pose, fps=float(clip.fps), background=data.background.image, frames=clip,
             train_indices=np.asarray(data.train_indices), val_indices=np.asarray(data.val_indices),
-            source={"path": clip.source_path, "size": list(clip.source_size) if clip.source_size else None,
+            source={"name": Path(clip.source_path).name if clip.source_path else None,
+                    "size": list(clip.source_size) if clip.source_size else None,
                     "crop_box": list(clip.crop_box) if clip.crop_box else None, "start_time": clip.start_time},
         )
         return cls(nerf, subject, render_size=(data.height, data.width), encoder_id=data.audio.encoder_id,
@@ -294,21 +302,33 @@ class SyncTalkModel:
         return save_pretrained(self, folder)
 
     @classmethod
-    def from_pretrained(cls, folder_or_repo_id: str | Path, *, revision: str | None = None,
-                        local_files_only: bool = False, models_dirs: Iterable[Path | str] | None = None,
-                        device: torch.device | str = "cpu") -> "SyncTalkModel":
-        """Load a model folder (a path, a folder name in ``models_dirs``, or a Hub repo id ``owner/name``).
+    def from_pretrained(cls, name_or_path: str | Path | None = None, *, repo_id: str | None = None,
+                        revision: str | None = None, local_files_only: bool = False,
+                        models_dirs: Iterable[Path | str] | None = None, device: torch.device | str = "cpu",
+                        cache_dir: Path | str | None = None, allow_paths: bool = True,
+                        reference: Clip | None = None) -> "SyncTalkModel":
+        """Load a model folder: a folder name in ``models_dirs``, a folder path, or a Hub repo (``repo_id``).
 
         Args:
-            folder_or_repo_id: where the model is.
-            revision: Hub revision (branch, tag or commit) for a repo id.
+            name_or_path: a plain name (looked up only in ``models_dirs``) or a path to a model folder.
+            repo_id: a Hugging Face Hub repo ``owner/name`` instead (only the model folder's files are fetched).
+            revision: Hub revision (branch, tag or commit) for ``repo_id``.
             local_files_only: never download; use the Hub cache only.
             models_dirs: folders searched for a plain name (default: the default models folder).
             device: where the NeRF goes.
+            cache_dir: the clip cache the reference frames are decoded into (default ``paths.default_cache_dir()``).
+            allow_paths: accept folder paths (False: names in ``models_dirs`` only, as on a shared server).
+            reference: the subject's own clip when the caller has it (the model was trained on it): used as the
+                reference frames instead of decoding ``reference.mp4``.
         """
-        folder = resolve_model_folder(folder_or_repo_id, revision=revision, local_files_only=local_files_only,
-                                      models_dirs=models_dirs)
-        return load_model_folder(folder, device=device)
+        if repo_id:
+            from synctalk_lib.hub import download_model_folder
+
+            folder = download_model_folder(repo_id, revision=revision, local_files_only=local_files_only,
+                                           files=FOLDER_FILES + OPTIONAL_FILES)
+        else:
+            folder = resolve_model_folder(name_or_path, models_dirs=models_dirs, allow_paths=allow_paths)
+        return load_model_folder(folder, device=device, cache_dir=cache_dir, reference=reference)
 
 
 # ------------------------------------------------------------------------------------------ save / load
@@ -318,108 +338,164 @@ def save_pretrained(model: SyncTalkModel, folder: Path | str) -> Path:
 
     folder = Path(folder)
     subject = model.subject
-    focal, cx, cy = model.render_intrinsics
-    config = {
-        "schema_version": SCHEMA_VERSION, "format": FORMAT, "class_name": "SyncTalkNeRF",
-        "package_version": __version__, "name": model.name, "nerf": model.config.to_dict(),
-        "render": {"height": model.render_height, "width": model.render_width, "focal": focal, "cx": cx, "cy": cy,
-                   "lip_gate_margin": model.lip_gate_margin,
-                   "regions": None if model.region_shape is None else dataclasses.asdict(model.region_shape)},
-        "audio": {"encoder_id": model.encoder_id, "feature_dim": model.feature_dim, "fps": subject.fps},
-        "training": {"config": model.train_config, "summary": model.summary},
-    }
-    subject_meta = {
-        "num_frames": subject.num_frames, "fps": subject.fps, "height": subject.height, "width": subject.width,
-        "train_indices": [int(i) for i in subject.train_indices], "val_indices": [int(i) for i in subject.val_indices],
-        "source": subject.source,
-    }
-    with atomic_path(folder) as tmp:
+    state = {k: v.detach().cpu().contiguous() for k, v in model.nerf.state_dict().items()}
+    checks.check_finite_weights(folder / WEIGHTS_FILE, state)
+    pixels = subject.num_frames * subject.height * subject.width
+    _check_disk(folder, sum(v.numel() * v.element_size() for v in state.values())
+                + int(pixels * REFERENCE_BYTES_PER_PIXEL) + subject.num_frames * 8192, f"the model {model.name!r}")
+    with _disk_errors(folder), atomic_path(folder) as tmp:
         tmp.mkdir(parents=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in model.nerf.state_dict().items()}
         save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": FORMAT, "package_version": __version__})
         (tmp / WEIGHTS_FILE).chmod(0o644)  # shareable like the other files
-        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True, default=_json_default) + "\n")
+        (tmp / CONFIG_FILE).write_text(json.dumps(_config_json(model), indent=2, sort_keys=True,
+                                                  default=_json_default) + "\n")
         sub = tmp / SUBJECT_DIR
         sub.mkdir()
-        (sub / SUBJECT_FILE).write_text(json.dumps(subject_meta, indent=2, sort_keys=True) + "\n")
+        (sub / SUBJECT_FILE).write_text(json.dumps(_subject_json(subject), indent=2, sort_keys=True) + "\n")
         subject.track.save(sub / TRACK_FILE)
         subject.pose.save(sub / POSE_FILE)
         _write_png(sub / BACKGROUND_FILE, subject.background)
-        subject.frames.write_video(sub / REFERENCE_FILE, subject.fps)
+        write_reference_video(subject.frames, sub / REFERENCE_FILE, subject.fps)
     model.folder = folder
     log.info("SyncTalk: saved model %r to %s", model.name, folder)
     return folder
 
 
-def load_model_folder(folder: Path | str, *, device: torch.device | str = "cpu") -> SyncTalkModel:
-    """Load a model folder written by :func:`save_pretrained`."""
-    from safetensors.torch import load_file
+def _config_json(model: SyncTalkModel) -> dict[str, Any]:
+    focal, cx, cy = model.render_intrinsics
+    return {
+        "schema_version": SCHEMA_VERSION, "format": FORMAT, "class_name": "SyncTalkNeRF",
+        "package_version": __version__, "name": model.name, "nerf": model.config.to_dict(),
+        "render": {"height": model.render_height, "width": model.render_width, "focal": focal, "cx": cx, "cy": cy,
+                   "lip_gate_margin": model.lip_gate_margin,
+                   "regions": None if model.region_shape is None else dataclasses.asdict(model.region_shape)},
+        "audio": {"encoder_id": model.encoder_id, "feature_dim": model.feature_dim, "fps": model.subject.fps},
+        "training": {"config": model.train_config, "summary": model.summary},
+    }
 
+
+def _subject_json(subject: SubjectAssets) -> dict[str, Any]:
+    source = dict(subject.source)
+    if source.get("path"):  # a model made by an older version: keep the name, never the local path
+        source["name"] = Path(str(source.pop("path"))).name
+    source.pop("path", None)
+    return {
+        "num_frames": subject.num_frames, "fps": subject.fps, "height": subject.height, "width": subject.width,
+        "train_indices": [int(i) for i in subject.train_indices], "val_indices": [int(i) for i in subject.val_indices],
+        "source": source,
+    }
+
+
+def load_model_folder(folder: Path | str, *, device: torch.device | str = "cpu",
+                      cache_dir: Path | str | None = None, reference: Clip | None = None) -> SyncTalkModel:
+    """Load a model folder written by :func:`save_pretrained`, checking it first (see ``folder_checks``)."""
     folder = Path(folder)
-    for name in (CONFIG_FILE, WEIGHTS_FILE, f"{SUBJECT_DIR}/{SUBJECT_FILE}", f"{SUBJECT_DIR}/{TRACK_FILE}",
-                 f"{SUBJECT_DIR}/{POSE_FILE}",
-                 f"{SUBJECT_DIR}/{BACKGROUND_FILE}", f"{SUBJECT_DIR}/{REFERENCE_FILE}"):
+    for name in FOLDER_FILES:
         if not (folder / name).is_file():
             raise InputError(f"{folder} is not a complete SyncTalk model folder: {name} is missing "
                              "(train the subject again or copy the whole folder)")
-    config = read_json(folder / CONFIG_FILE)
-    if config.get("format") != FORMAT:
-        raise InputError(f"{folder / CONFIG_FILE} is not a SyncTalk model config (format {config.get('format')!r})")
-    if int(config.get("schema_version", 0)) > SCHEMA_VERSION:
-        raise InputError(f"{folder} was written by a newer synctalk (schema {config['schema_version']}, this one "
-                         f"reads {SCHEMA_VERSION}); update the node pack")
-    _warn_keys("config.json", config, CONFIG_KEYS)
-    nerf_values = dict(config.get("nerf", {}))
-    _warn_defaults("config.json 'nerf'", nerf_values, NerfConfig)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        nerf_config = NerfConfig.from_dict(nerf_values)
-    for w in caught:
-        _warn(f"{folder.name}: {w.message}")
-    nerf = SyncTalkNeRF(nerf_config)
-    state = load_file(str(folder / WEIGHTS_FILE))
-    missing, unexpected = nerf.load_state_dict(state, strict=False)
-    if missing:
-        raise InputError(f"{folder / WEIGHTS_FILE} lacks weights {sorted(missing)[:8]}; the folder is damaged or "
-                         "from an incompatible version")
-    if unexpected:
-        _warn(f"{folder.name}: ignoring unknown weights {sorted(unexpected)[:8]}")
-    nerf.to(device).eval()
-
+    config, nerf_config = _read_config(folder)
     sub = folder / SUBJECT_DIR
-    meta = read_json(sub / SUBJECT_FILE)
-    track = FaceTrack.load(sub / TRACK_FILE)
-    pose = HeadPose.load(sub / POSE_FILE)
-    background = _read_png(sub / BACKGROUND_FILE)
-    n, height, width = int(meta["num_frames"]), int(meta["height"]), int(meta["width"])
-    if background.shape[:2] != (height, width) or pose.num_frames != n or track.num_frames != n:
-        raise InputError(f"{sub} is inconsistent (the background, head pose or face track disagree with "
-                         f"{SUBJECT_FILE}); save the model again")
-    subject = SubjectAssets(
-        track=track, pose=pose, fps=float(meta["fps"]), background=background,
-        frames=ReferenceFrames(video=sub / REFERENCE_FILE, num_frames=n, height=height, width=width),
-        train_indices=np.asarray(meta.get("train_indices", list(range(n))), np.int64),
-        val_indices=np.asarray(meta.get("val_indices", []), np.int64), source=dict(meta.get("source") or {}),
-    )
-    render = config.get("render", {})
-    audio = config.get("audio", {})
-    if "encoder_id" not in audio or "feature_dim" not in audio:
-        raise InputError(f"{folder / CONFIG_FILE} does not say which audio encoder the model was trained with")
-    training = config.get("training", {})
-    return SyncTalkModel(nerf, subject, render_size=(int(render.get("height", height)), int(render.get("width", width))),
-                         encoder_id=str(audio["encoder_id"]), feature_dim=int(audio["feature_dim"]),
+    meta = checks.subject_meta(sub / SUBJECT_FILE, checks.read_json_object(sub / SUBJECT_FILE))
+    render_size = checks.render_size(folder / CONFIG_FILE, config.get("render", {}), meta["height"], meta["width"])
+    audio = config.get("audio")
+    if not isinstance(audio, dict):
+        raise checks.damaged(folder / CONFIG_FILE, "it does not say which audio encoder the model was trained with")
+    encoder_id = checks.need(folder / CONFIG_FILE, audio, "encoder_id", str)
+    feature_dim = checks.need(folder / CONFIG_FILE, audio, "feature_dim", int, low=1)
+    if feature_dim != nerf_config.audio_in_dim:
+        raise checks.damaged(folder / CONFIG_FILE, f"audio feature_dim {feature_dim} differs from nerf "
+                                                   f"audio_in_dim {nerf_config.audio_in_dim}")
+    nerf = _read_weights(folder / WEIGHTS_FILE, nerf_config).to(device).eval()
+    subject = _read_subject(sub, meta, cache_dir, reference)
+    training = config.get("training") if isinstance(config.get("training"), dict) else {}
+    margin = checks.need(folder / CONFIG_FILE, config.get("render") or {}, "lip_gate_margin", float, low=0.0,
+                         high=1.0, optional=True, default=0.15)
+    return SyncTalkModel(nerf, subject, render_size=render_size, encoder_id=encoder_id, feature_dim=feature_dim,
                          name=str(config.get("name", folder.name)), train_config=training.get("config"),
-                         summary=training.get("summary"), folder=folder,
-                         lip_gate_margin=float(render.get("lip_gate_margin", 0.15)),
-                         region_shape=_region_shape(render.get("regions")))
+                         summary=training.get("summary"), folder=folder, lip_gate_margin=float(margin),
+                         region_shape=_region_shape(folder / CONFIG_FILE, (config.get("render") or {}).get("regions")))
 
 
-def _region_shape(values: dict | None) -> RegionShape | None:
+def _region_shape(path: Path, values: Any) -> RegionShape | None:
     """The pose-region margins of config.json's "render" (None: a model trained with landmark gates)."""
     if values is None:
         return None
-    known = {f.name for f in dataclasses.fields(RegionShape)}
-    return RegionShape(**{k: float(v) for k, v in values.items() if k in known})
+    if not isinstance(values, dict):
+        raise checks.damaged(path, "'render.regions' must be a JSON object")
+    fields = [f.name for f in dataclasses.fields(RegionShape)]
+    return RegionShape(**{name: checks.need(path, values, name, float, low=0.0, high=2.0, optional=True,
+                                            default=getattr(RegionShape(), name), section="render.regions")
+                          for name in fields})
+
+
+def _read_config(folder: Path) -> tuple[dict[str, Any], NerfConfig]:
+    """``config.json`` checked (format, schema, the ``nerf`` section's types), and its NerfConfig."""
+    path = folder / CONFIG_FILE
+    config = checks.read_json_object(path)
+    if config.get("format") != FORMAT:
+        raise InputError(f"{path} is not a SyncTalk model config (format {config.get('format')!r}); choose a "
+                         "folder written by TrainSyncTalk / SaveSyncTalkModel / `train`")
+    schema = checks.need(path, config, "schema_version", int, low=0)
+    if schema > SCHEMA_VERSION:
+        raise InputError(f"{folder} was written by a newer synctalk (schema {schema}, this one reads "
+                         f"{SCHEMA_VERSION}); update the node pack")
+    _warn_keys("config.json", config, CONFIG_KEYS)
+    nerf_values = config.get("nerf", {})
+    if isinstance(nerf_values, dict):
+        _warn_defaults("config.json 'nerf'", nerf_values, NerfConfig)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        nerf_config = checks.nerf_config(path, nerf_values)
+    for w in caught:
+        _warn(f"{folder.name}: {w.message}")
+    return config, nerf_config
+
+
+def _read_weights(path: Path, config: NerfConfig) -> SyncTalkNeRF:
+    """The NeRF of ``config`` with the weights of ``path`` (shapes checked before allocating, values finite)."""
+    from safetensors.torch import load_file
+
+    checks.check_weight_shapes(path, config)
+    try:
+        state = load_file(str(path))
+    except Exception as exc:  # SafetensorError: truncated data after a valid header
+        raise checks.damaged(path, f"not a readable safetensors file ({type(exc).__name__}: {exc})") from None
+    checks.check_finite_weights(path, state)
+    nerf = SyncTalkNeRF(config)
+    missing, unexpected = nerf.load_state_dict(state, strict=False)
+    if missing:
+        raise checks.damaged(path, f"weights {sorted(missing)[:8]} are missing")
+    if unexpected:
+        _warn(f"{path.parent.name}: ignoring unknown weights {sorted(unexpected)[:8]}")
+    return nerf
+
+
+def _read_subject(sub: Path, meta: dict[str, Any], cache_dir: Path | str | None,
+                  reference: Clip | None) -> SubjectAssets:
+    """The subject assets of a folder: track, pose, background checked against ``subject.json``, and the
+    reference frames (``reference`` when it has the same frames, else decoded into the clip cache)."""
+    try:
+        track = FaceTrack.load(sub / TRACK_FILE)
+        pose = HeadPose.load(sub / POSE_FILE)
+    except InputError as exc:  # the record's own message says "make it again from the video": not here
+        raise InputError(f"{str(exc).split('; ')[0]}; {checks.DAMAGED}") from exc
+    background = _read_png(sub / BACKGROUND_FILE)
+    n, height, width = meta["num_frames"], meta["height"], meta["width"]
+    parts = {TRACK_FILE: (track.num_frames, track.height, track.width),
+             POSE_FILE: (pose.num_frames, pose.height, pose.width),
+             BACKGROUND_FILE: (n, *background.shape[:2])}
+    for name, (frames, h, w) in parts.items():
+        if (frames, h, w) != (n, height, width):
+            raise checks.damaged(sub / name, f"it describes {frames} frames of {w}x{h}, but {SUBJECT_FILE} says "
+                                             f"{n} frames of {width}x{height}")
+    if reference is not None and (reference.num_frames, reference.height, reference.width) == (n, height, width):
+        frames = reference
+    else:
+        frames = decode_reference(sub / REFERENCE_FILE, cache_dir or default_cache_dir(), num_frames=n,
+                                  height=height, width=width, fps=meta["fps"], source=meta["source"])
+    return SubjectAssets(track=track, pose=pose, fps=meta["fps"], background=background, frames=frames,
+                         train_indices=meta["train_indices"], val_indices=meta["val_indices"], source=meta["source"])
 
 
 # ------------------------------------------------------------------------------------------- resolution
@@ -436,50 +512,33 @@ def list_models(models_dirs: Iterable[Path | str] | None = None) -> list[str]:
     return sorted(set(names))
 
 
-def resolve_model_folder(folder_or_repo_id: str | Path, *, revision: str | None = None,
-                         local_files_only: bool = False,
-                         models_dirs: Iterable[Path | str] | None = None) -> Path:
-    """A local model folder for a path, a name in the models folders, or a Hub repo id."""
-    text = str(folder_or_repo_id).strip()
+def resolve_model_folder(name_or_path: str | Path | None, *, models_dirs: Iterable[Path | str] | None = None,
+                         allow_paths: bool = True) -> Path:
+    """The local model folder of a plain name (searched in the models folders only) or, with ``allow_paths``, of
+    a folder path. Hub repos go through ``from_pretrained(repo_id=...)``, never through this name."""
+    text = str(name_or_path or "").strip()
     if not text:
-        raise InputError("no model given: choose a model folder name or a Hub repo id")
-    path = Path(text).expanduser()
-    if path.is_dir():
-        if not is_model_folder(path):
-            raise InputError(f"{path} is not a SyncTalk model folder (no {CONFIG_FILE} + {WEIGHTS_FILE})")
-        return path
+        raise InputError("no model given: choose a model folder name (or give a Hub repo_id)")
     dirs = _dirs(models_dirs)
-    for root in dirs:
-        candidate = root / text
-        if candidate.is_dir() and is_model_folder(candidate):
-            return candidate
-    if text.count("/") == 1 and not path.is_absolute() and not text.startswith("."):
-        return _download(text, revision=revision, local_files_only=local_files_only)
-    searched = ", ".join(str(d) for d in dirs)
-    raise InputError(f"no SyncTalk model named {text!r} in {searched}; train one with TrainSyncTalk / `train`, "
-                     "or give a folder path or a Hub repo id (owner/name)")
-
-
-def _download(repo_id: str, *, revision: str | None, local_files_only: bool) -> Path:
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError as exc:
-        raise MissingDependencyError("huggingface_hub", "Loading a SyncTalk model from the Hub") from exc
-    try:
-        folder = Path(snapshot_download(repo_id, revision=revision, local_files_only=local_files_only))
-    except Exception as exc:  # offline, not found, no access: all become one sentence with the fix
-        kind = type(exc).__name__
-        offline = "offline" in str(exc).lower() or "LocalEntryNotFound" in kind or local_files_only
-        hint = ("the Hub cannot be reached (offline mode or no network) and the repo is not in the local Hub "
-                "cache; download the folder on a connected machine and copy it into models/synctalk/"
-                if offline else "check the repo id, the revision and your access token (huggingface-cli login)")
-        raise SyncTalkError(f"could not get the SyncTalk model {repo_id!r}"
-                            f"{f' at revision {revision!r}' if revision else ''} from the Hugging Face Hub: "
-                            f"{kind}: {str(exc).splitlines()[0] if str(exc) else ''} -- {hint}") from exc
-    if not is_model_folder(folder):
-        raise InputError(f"the Hub repo {repo_id!r} is not a SyncTalk model folder (no {CONFIG_FILE} + "
-                         f"{WEIGHTS_FILE} at its root)")
-    return folder
+    if confined_name(text):
+        for root in dirs:
+            candidate = root / text
+            if candidate.is_dir() and is_model_folder(candidate):
+                return candidate
+        searched = ", ".join(str(d) for d in dirs)
+        raise InputError(f"no SyncTalk model named {text!r} in {searched}; train one with TrainSyncTalk / `train`, "
+                         "or give a Hub repo id as repo_id")
+    if not allow_paths:
+        raise InputError(f"the model {text!r} is a path, which is not accepted here: choose a model folder by name "
+                         "from models/synctalk, give a Hub repo id as repo_id, or set "
+                         "SYNCTALK_ALLOW_ABSOLUTE_PATHS=1 on the server to allow paths")
+    path = Path(text).expanduser()
+    if not path.is_dir():
+        hint = " (for a Hugging Face Hub repo use repo_id / --repo-id)" if text.count("/") == 1 else ""
+        raise InputError(f"there is no model folder at {text!r}{hint}")
+    if not is_model_folder(path):
+        raise InputError(f"{path} is not a SyncTalk model folder (no {CONFIG_FILE} + {WEIGHTS_FILE})")
+    return path
 
 
 def _dirs(models_dirs: Iterable[Path | str] | None) -> list[Path]:
@@ -530,12 +589,38 @@ def _read_png(path: Path) -> np.ndarray:
 
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
-        raise InputError(f"cannot read {path} (damaged image)")
+        raise checks.damaged(path, "not a readable image")
     return np.ascontiguousarray(image[..., ::-1])
 
 
 def copy_model_folder(src: Path, dst: Path) -> Path:
     """Copy a model folder atomically (SaveSyncTalkModel of a model that already has a folder)."""
-    with atomic_path(dst) as tmp:
+    size = sum(p.stat().st_size for p in Path(src).rglob("*") if p.is_file())
+    _check_disk(dst, size, f"a copy of {Path(src).name}")
+    with _disk_errors(dst), atomic_path(dst) as tmp:
         shutil.copytree(src, tmp)
     return dst
+
+
+def _check_disk(folder: Path, need: int, what: str) -> None:
+    from synctalk_lib.media.clip_store import free_bytes
+
+    parent = Path(folder).parent
+    free = free_bytes(parent)
+    if need + (64 << 20) > free:
+        raise InputError(f"not enough disk space in {parent} for {what}: it needs about {need / 1e9:.2f} GB, "
+                         f"{free / 1e9:.2f} GB are free; free some space there or save to another folder")
+
+
+@contextlib.contextmanager
+def _disk_errors(folder: Path):
+    """A disk that fills up while writing ``folder`` becomes one InputError naming it (the partial copy is
+    removed by ``atomic_path``)."""
+    try:
+        yield
+    except (OSError, shutil.Error) as exc:
+        full = getattr(exc, "errno", None) == errno.ENOSPC or "No space left" in str(exc)
+        if not full:
+            raise
+        raise InputError(f"the disk filled up while writing the model folder {folder}; free some space in "
+                         f"{Path(folder).parent} (or save elsewhere) and save again") from exc

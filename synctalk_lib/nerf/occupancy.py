@@ -21,6 +21,9 @@ from torch import Tensor, nn
 
 from synctalk_lib.nerf.backends import cuda_ext_module
 
+SPREAD_CAMERAS = 320
+"""Cameras of the first pass of ``mark_untrained`` (the reference clip's 300 training frames all count)."""
+
 DensityFn = Callable[[Tensor], Tensor]
 """[M, 3] NGP points -> [M] density."""
 
@@ -117,34 +120,76 @@ class OccupancyGrid(nn.Module):
         self.occupied.copy_(self.density > threshold)
 
     @torch.no_grad()
-    def mark_untrained(self, poses: Tensor, focal: float, cx: float, cy: float, *, camera_chunk: int = 16) -> None:
+    def mark_untrained(self, poses: Tensor, focal: float, cx: float, cy: float, *, camera_chunk: int = 16,
+                       spread: int = SPREAD_CAMERAS) -> None:
         """Set cells that no training camera sees to -1 (never occupied, never updated).
 
         A cell counts as seen when its centre lies in front of at least one camera and inside its image
         rectangle widened by one cell (the frustum test of the original, with the principal point at the centre).
+        With more than ``spread`` cameras (a long clip) every cell is first tested against ``spread`` cameras
+        spread over the poses, then only the cells on the border of what they see are tested against all of
+        them, ring by ring, until no new cell is seen: the same result at a cost that hardly grows with the clip.
 
         Args:
             poses: [F, 4, 4] NGP-space camera-to-world (OpenCV-like cameras: x right, y down, looking down +z).
             focal, cx, cy: intrinsics in pixels.
             camera_chunk: cameras tested at once (bounds memory).
+            spread: cameras of the first pass.
         """
         centres = self.cell_centres()
         poses = poses.to(centres.device, torch.float32)
-        rot, trans = poses[:, :3, :3], poses[:, :3, 3]
-        margin = self.cell_size
-        seen = torch.zeros(len(centres), dtype=torch.bool, device=centres.device)
-        cell_chunk = 262144
-        for c0 in range(0, len(centres), cell_chunk):
-            points = centres[c0:c0 + cell_chunk]
-            for f0 in range(0, len(poses), camera_chunk):
-                r, t = rot[f0:f0 + camera_chunk], trans[f0:f0 + camera_chunk]
-                cam = torch.einsum("fij,fmi->fmj", r, points[None] - t[:, None])  # R^T (p - t): [f, m, 3]
-                x, y, z = cam.unbind(-1)
-                inside = (z > 0) & (x.abs() < cx / focal * z + margin) & (y.abs() < cy / focal * z + margin)
-                seen[c0:c0 + cell_chunk] |= inside.any(dim=0)
+        first = spread_cameras(poses, spread)
+        seen = self._seen_by(centres, first, focal, cx, cy, camera_chunk)
+        if len(first) < len(poses):
+            tested = seen.clone()
+            while True:
+                ring = (dilate6(seen.reshape(self.density.shape).float()) > 0).reshape(-1) & ~tested
+                cells = torch.nonzero(ring).squeeze(-1)
+                if len(cells) == 0:
+                    break
+                tested[cells] = True
+                found = cells[self._seen_by(centres[cells], poses, focal, cx, cy, camera_chunk)]
+                if len(found) == 0:
+                    break
+                seen[found] = True
         seen = seen.reshape(self.density.shape)
         self.density.copy_(torch.where(seen, self.density.clamp(min=0), torch.full_like(self.density, -1.0)))
         self.occupied &= seen
+
+    def _seen_by(self, points: Tensor, poses: Tensor, focal: float, cx: float, cy: float,
+                 camera_chunk: int) -> Tensor:
+        """[M] bool: which of the ``points`` lie inside at least one camera's frustum (widened by one cell)."""
+        rot, trans = poses[:, :3, :3], poses[:, :3, 3]
+        margin = self.cell_size
+        seen = torch.zeros(len(points), dtype=torch.bool, device=points.device)
+        cell_chunk = 262144
+        for c0 in range(0, len(points), cell_chunk):
+            chunk = points[c0:c0 + cell_chunk]
+            for f0 in range(0, len(poses), camera_chunk):
+                r, t = rot[f0:f0 + camera_chunk], trans[f0:f0 + camera_chunk]
+                cam = torch.einsum("fij,fmi->fmj", r, chunk[None] - t[:, None])  # R^T (p - t): [f, m, 3]
+                x, y, z = cam.unbind(-1)
+                inside = (z > 0) & (x.abs() < cx / focal * z + margin) & (y.abs() < cy / focal * z + margin)
+                seen[c0:c0 + cell_chunk] |= inside.any(dim=0)
+        return seen
+
+
+def spread_cameras(poses: Tensor, limit: int = SPREAD_CAMERAS) -> Tensor:
+    """At most ``limit`` of the ``[F, 4, 4]`` camera poses, spread over them by farthest-point sampling on
+    (position, viewing direction), so the extreme head poses whose frustums reach furthest are kept."""
+    if len(poses) <= limit:
+        return poses
+    key = torch.cat([poses[:, :3, 3], poses[:, :3, 2]], dim=1).double()  # [F, 6]
+    key = (key - key.mean(0)) / key.std(0).clamp(min=1e-9)
+    chosen = [int(torch.argmax(key.norm(dim=1)))]
+    distance = (key - key[chosen[0]]).norm(dim=1)
+    for _ in range(limit - 1):
+        nxt = int(torch.argmax(distance))
+        if float(distance[nxt]) == 0.0:  # every distinct pose is in (a clip that repeats itself)
+            break
+        chosen.append(nxt)
+        distance = torch.minimum(distance, (key - key[nxt]).norm(dim=1))
+    return poses[sorted(chosen)]
 
 
 def dilate6(grid: Tensor) -> Tensor:

@@ -12,12 +12,15 @@ the fine stage. The occupancy grid is updated every ``occupancy_interval`` steps
 audio and expression; cells no training camera sees are marked empty at the start.
 
 Checkpoints (``work_dir/checkpoint.pt``, written atomically) hold the model (occupancy grid included), the
-optimiser, the scheduler, the step, the random generator and the configs, so ``run(resume=True)`` continues
-bit-for-bit. An exception raised by ``on_step`` (ComfyUI's Cancel) stops training after the current step; the state
+optimiser, the scheduler, the step, the random generator, the configs and a fingerprint of the subject (clip,
+face track, head pose, audio features and their encoder), so ``run(resume=True)`` continues bit-for-bit — and only
+on the same subject: a checkpoint of another subject (same name, same frame count) is not resumed, training starts
+over and says why. An exception raised by ``on_step`` (ComfyUI's Cancel) stops training after the current step; the state
 of that step is checkpointed first and the exception is re-raised.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import time
@@ -45,6 +48,33 @@ CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_FORMAT = "synctalk-nerf-train"
 CHECKPOINT_VERSION = 1
 ADAM_BETAS = (0.0, 0.99)
+
+
+class SubjectMismatch(InputError):
+    """The checkpoint was trained on another subject."""
+
+
+def subject_fingerprint(data: SubjectData, samples: int = 16) -> dict[str, str]:
+    """Short hashes of what a run learns from: the clip (size, rate and ``samples`` evenly spaced frames), the face
+    track (landmarks, expression), the head pose (intrinsics, poses) and the audio features (encoder, values)."""
+
+    def digest(*parts) -> str:
+        h = hashlib.sha256()
+        for part in parts:
+            h.update(np.ascontiguousarray(part).tobytes() if isinstance(part, np.ndarray) else repr(part).encode())
+        return h.hexdigest()[:16]
+
+    clip = data.clip
+    picks = np.unique(np.linspace(0, clip.num_frames - 1, min(samples, clip.num_frames)).round().astype(int))
+    frames = clip.frames()
+    return {
+        "clip": digest(clip.num_frames, clip.height, clip.width, float(clip.fps), *(frames[i] for i in picks)),
+        "face_track": digest(np.asarray(data.track.landmarks, np.float32), np.asarray(data.track.expression,
+                                                                                      np.float32)),
+        "head_pose": digest(float(data.pose.focal), float(data.pose.cx), float(data.pose.cy),
+                            np.asarray(data.pose.c2w, np.float32)),
+        "audio_features": digest(data.audio.encoder_id, np.asarray(data.audio.features, np.float32)),
+    }
 
 
 @dataclass
@@ -117,6 +147,7 @@ class Trainer:
         self._perceptual = None
         self._last_saved = -1
         self.occupancy_seconds = 0.0
+        self.fingerprint = subject_fingerprint(data)
 
     # ------------------------------------------------------------------------------------------- schedule
     @property
@@ -200,10 +231,15 @@ class Trainer:
         With ``evaluate`` the summary gets ``heldout_psnr``: the mean PSNR of renders of the held-out frames.
         """
         checkpoint = self.checkpoint_path
+        resumed = False
         if resume and checkpoint is not None and checkpoint.is_file():
-            self.load_checkpoint(checkpoint)
-            self._status(f"resuming from step {self.step} ({checkpoint})")
-        elif self.step == 0:
+            try:
+                self.load_checkpoint(checkpoint)
+                resumed = True
+                self._status(f"resuming from step {self.step} ({checkpoint})")
+            except SubjectMismatch as exc:
+                self._status(f"warning: {exc}")
+        if not resumed and self.step == 0:
             self.model.mark_untrained_cells(self.data.poses_ngp[self.data.train_indices].to(self.device),
                                             self.data.focal, self.data.cx, self.data.cy)
         if self.config.fine_steps > 0 and self.step < self.total_steps:
@@ -231,6 +267,7 @@ class Trainer:
                     raise
         if self.work_dir is not None and self._last_saved != self.step:
             self.save_checkpoint()
+        self.check_finite_weights()
         self.model.eval()
         summary = self.summary()
         if evaluate:
@@ -239,8 +276,10 @@ class Trainer:
                                                    max_frames=self.config.max_eval_frames)
             summary["eval_seconds"] = round(time.perf_counter() - started_eval, 2)
             if summary["heldout_psnr"] is not None:
-                self._status(f"held-out PSNR {summary['heldout_psnr']:.2f} dB over "
-                             f"{len(self.data.val_indices)} frames")
+                scored = len(eval_frames(self.data.val_indices, self.config.max_eval_frames))
+                summary["eval_frames"] = scored
+                self._status(f"held-out PSNR {summary['heldout_psnr']:.2f} dB over {scored} of "
+                             f"{len(self.data.val_indices)} held-out frames")
         return TrainResult(model=self.model, summary=summary)
 
     # --------------------------------------------------------------------------------------------- reports
@@ -295,6 +334,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(), "generator": self.generator.get_state(),
             "nerf_config": self.nerf_config.to_dict(), "train_config": self.config.to_dict(),
             "history": self.history[-2000:], "occupancy_seconds": self.occupancy_seconds,
+            "subject": self.fingerprint,
         }
 
     def save_checkpoint(self, path: Path | str | None = None) -> Path:
@@ -302,10 +342,18 @@ class Trainer:
         target = Path(path) if path is not None else self.checkpoint_path
         if target is None:
             raise ValueError("no work_dir was given, so there is nowhere to write checkpoints")
+        self.check_finite_weights()
         with atomic_path(target) as tmp:
             torch.save(self.state(), tmp)
         self._last_saved = self.step
         return target
+
+    def check_finite_weights(self) -> None:
+        """Refuse to keep weights with NaN or infinite values (they would render NaN images)."""
+        for name, value in self.model.state_dict().items():
+            if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                raise FloatingPointError(f"the weight {name!r} became NaN or infinite by step {self.step}; nothing "
+                                         "was saved: lower the learning rates, or resume from the last checkpoint")
 
     def load_checkpoint(self, path: Path | str) -> None:
         """Restore the full training state written by :meth:`save_checkpoint`."""
@@ -316,6 +364,12 @@ class Trainer:
             raise InputError(f"cannot read the training checkpoint {path} ({exc}); delete it to start over") from exc
         if state.get("format") != CHECKPOINT_FORMAT:
             raise InputError(f"{path} is not a SyncTalk training checkpoint")
+        saved_subject = state.get("subject") or {}
+        differ = [k for k, v in self.fingerprint.items() if saved_subject.get(k) != v]
+        if differ:
+            raise SubjectMismatch(f"the checkpoint {path} was trained on another subject (its "
+                                  f"{', '.join(k.replace('_', ' ') for k in differ)} differ), so it is not resumed: "
+                                  "training starts over (give each subject its own name to keep both)")
         saved = NerfConfig.from_dict(state["nerf_config"])
         if saved != self.nerf_config:
             changed = [k for k, v in saved.to_dict().items() if self.nerf_config.to_dict().get(k) != v]
@@ -351,10 +405,18 @@ def render_frame(model: SyncTalkNeRF, data: SubjectData, index: int, *, device: 
     return (out.rgb.reshape(h, w, 3).float().cpu().numpy(), out.alpha.reshape(h, w).float().cpu().numpy())
 
 
+def eval_frames(val_indices: np.ndarray, max_frames: int) -> np.ndarray:
+    """At most ``max_frames`` (0: all) of the held-out frames, evenly spaced, first and last included."""
+    if not max_frames or len(val_indices) <= max_frames:
+        return np.asarray(val_indices)
+    return np.asarray(val_indices)[np.linspace(0, len(val_indices) - 1, max_frames).round().astype(int)]
+
+
 def heldout_psnr(model: SyncTalkNeRF, data: SubjectData, *, device: torch.device | str = "cpu",
                  max_frames: int = 0, on_step: StepCallback | None = None) -> float | None:
-    """Mean PSNR (dB) of renders of the held-out frames against the real frames at the data's resolution."""
-    frames = data.val_indices if not max_frames else data.val_indices[:max_frames]
+    """Mean PSNR (dB) of renders of the held-out frames against the real frames at the data's resolution
+    (``max_frames``: at most that many, evenly spaced over the held-out frames)."""
+    frames = eval_frames(data.val_indices, max_frames)
     if len(frames) == 0:
         return None
     values = []

@@ -99,7 +99,7 @@ def drive(model, speech: Path | str | tuple[np.ndarray, int], out: Path | str, *
     total = features.num_frames if not max_frames else min(int(max_frames), features.num_frames)
     if max_frames:  # keep the sound as long as the frames that are rendered
         wave = wave[:, :int(round(total / model.subject.fps * rate))]
-    reference = reference if reference is not None else model.subject.reference_clip(cache)
+    reference = reference if reference is not None else model.subject.reference_clip()
     full = full_resolution_clip(reference, cache, models_dirs) if full_resolution else None
     started = time.perf_counter()
     with progress("Rendering and blending") as on_step:
@@ -119,7 +119,12 @@ def full_resolution_clip(clip: Clip, cache_dir: Path, models_dirs: Iterable[Path
     """The clip's frames at its source video's resolution (prepared once into the clip cache)."""
     from synctalk_lib.media.prepare import prepare_clip
 
-    if not clip.source_path or not Path(clip.source_path).is_file():
+    if not clip.source_path:
+        raise InputError("full_resolution needs the clip of the original video: a loaded model's reference frames "
+                         "carry no source path (model folders are shared without local paths); connect the clip from "
+                         "LoadReferenceVideo of the same video (or pass that clip as reference), or turn "
+                         "full_resolution off")
+    if not Path(clip.source_path).is_file():
         raise InputError(f"full_resolution needs the source video of the clip ({clip.source_path}), which is not "
                          "on this machine; turn full_resolution off")
     return prepare_clip(clip.source_path, cache_dir, fps=clip.fps, start_time=clip.start_time,

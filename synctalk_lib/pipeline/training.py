@@ -71,7 +71,7 @@ def train(subject: Subject, out: Path | str | None = None, *, preset: str = "aut
     if log is not None and reuse and log.is_done("train", settings, outputs):
         if on_status is not None:
             on_status(f"reusing the trained model in {out}")
-        return load_model(out, device=device)
+        return load_model(out, device=device, reference=subject.clip)
     loss = choose_perceptual_loss(perceptual_loss, models_dirs, on_status)
     started = time.perf_counter()
     model, summary = train_subject(
@@ -97,11 +97,13 @@ def save_model(model, out: Path, summary: dict[str, Any], preset: str):
     return model
 
 
-def load_model(source: Path | str, *, device: Any = "auto", models_dirs: Iterable[Path | str] | None = None,
-               revision: str | None = None):
-    """A trained model from a folder, a name in the models folders, or a Hub repo id."""
+def load_model(source: Path | str | None = None, *, repo_id: str | None = None, device: Any = "auto",
+               models_dirs: Iterable[Path | str] | None = None, revision: str | None = None,
+               cache_dir: Path | str | None = None, reference=None):
+    """A trained model from a folder, a name in the models folders, or a Hub repo (``repo_id``); ``reference``:
+    the subject's clip, used instead of decoding the folder's reference video."""
     from synctalk_lib.devices import resolve_device
     from synctalk_lib.nerf.model_folder import SyncTalkModel
 
-    return SyncTalkModel.from_pretrained(source, revision=revision, models_dirs=models_dirs,
-                                         device=resolve_device(device))
+    return SyncTalkModel.from_pretrained(source, repo_id=repo_id, revision=revision, models_dirs=models_dirs,
+                                         device=resolve_device(device), cache_dir=cache_dir, reference=reference)
