@@ -40,8 +40,8 @@ from typing import Callable
 import numpy as np
 
 from synctalk_lib.pose.camera import axis_angle_to_matrix, project, transform_points
-from synctalk_lib.pose.frame_poses import CHUNK_FRAMES, Observed, SmoothnessPrior, refine_frame_poses
-from synctalk_lib.pose.rough_tracker import huber, robust_scale_px
+from synctalk_lib.pose.frame_poses import Observed, SmoothnessPrior, refine_frame_poses
+from synctalk_lib.pose.rough_tracker import CHUNK_FRAMES, huber, robust_scale_px
 
 StepCallback = Callable[[int, int], None]
 

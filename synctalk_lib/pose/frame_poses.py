@@ -14,10 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from synctalk_lib.pose.camera import axis_angle_to_matrix
-from synctalk_lib.pose.rough_tracker import _frame_costs, _skew, fit_poses, pose_normal_equations
-
-CHUNK_FRAMES = 256
-"""Frames per chunk: bounds the working memory (about 1 MB per frame at 400 tracked points)."""
+from synctalk_lib.pose.rough_tracker import CHUNK_FRAMES, _frame_costs, _skew, fit_poses, pose_normal_equations
 STEP_TOLERANCE = 1e-6
 """A frame has converged once its Levenberg-Marquardt step is below this (radians and metres: 0.00006 degrees, 1 um)."""
 

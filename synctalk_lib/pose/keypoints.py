@@ -17,6 +17,7 @@
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
@@ -124,6 +125,8 @@ class _FlowEngine:
     """
 
     batch = 1
+    parallel = False
+    """Whether ``track`` may run on two threads at once (the walks before and after the reference)."""
 
     def dense(self, ref_crop: np.ndarray, crops: list[np.ndarray], inits: list[np.ndarray | None]
               ) -> list[np.ndarray]:
@@ -143,6 +146,7 @@ class _FlowEngine:
 class _OpenCVFlow(_FlowEngine):
     """DIS dense flow (warm-started from the neighbour's flow) and pyramidal Lucas-Kanade for the points."""
 
+    parallel = True  # Lucas-Kanade keeps no state between calls and runs on one core
     def __init__(self, scale: float):
         cv2 = _cv2()
         self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
@@ -305,6 +309,10 @@ def _track_points(engine: _FlowEngine, frames: Callable[[int], np.ndarray], num_
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Reference-anchored tracks of ``points`` in every frame, with the forward-backward check.
 
+    The frames after the reference and those before it are two independent walks; an engine that allows it
+    (``parallel``) runs the earlier one on a second thread (OpenCV releases the GIL), so two cores track at once.
+    Results do not depend on it: each walk is sequential and writes only its own frames.
+
     Returns:
         ``(tracks [N, P, 2], valid [N, P], fb_error [N, P])``; a lost point keeps its neighbour's position (the
         next frame's starting guess) and an infinite error.
@@ -314,16 +322,30 @@ def _track_points(engine: _FlowEngine, frames: Callable[[int], np.ndarray], num_
     engine.start_tracking(frames(ref_index), points)
     tracks[ref_index], fb[ref_index] = points, 0.0  # identity by definition (a flow's own ref -> ref is only ~0)
     order = _outward(ref_index, 0, num_frames)[1:]
-    done = 1
-    for batch in _chunks(order, engine.batch):
-        index = [i for i, _ in batch]
-        starts = tracks[[n for _, n in batch]]
-        positions, errors = engine.track([frames(i) for i in index], starts)
-        tracks[index] = np.where(np.isfinite(errors)[..., None], positions, starts)
-        fb[index] = errors
-        done += len(batch)
-        if on_step is not None and (done % 16 < len(batch) or done == num_frames):
-            on_step(done, num_frames)
+    later, earlier = order[:num_frames - 1 - ref_index], order[num_frames - 1 - ref_index:]
+    done = [1]
+
+    def walk(chain: list[tuple[int, int]], report: bool) -> None:
+        for batch in _chunks(chain, engine.batch):
+            index = [i for i, _ in batch]
+            starts = tracks[[n for _, n in batch]]
+            positions, errors = engine.track([frames(i) for i in index], starts)
+            tracks[index] = np.where(np.isfinite(errors)[..., None], positions, starts)
+            fb[index] = errors
+            done[0] += len(batch)  # a progress count only: an increment lost to the other thread does not matter
+            if report and on_step is not None and done[0] % 16 < len(batch):
+                on_step(min(done[0], num_frames), num_frames)
+
+    if engine.parallel and earlier:
+        with ThreadPoolExecutor(1) as pool:
+            other = pool.submit(walk, earlier, False)
+            walk(later, True)
+            other.result()
+    else:
+        walk(later, True)
+        walk(earlier, True)
+    if on_step is not None:
+        on_step(num_frames, num_frames)
     return tracks, fb <= fb_max, fb
 
 

@@ -24,6 +24,8 @@ from synctalk_lib.pose.camera import axis_angle_to_matrix, project, transform_po
 
 StepCallback = Callable[[int, int], None]
 
+CHUNK_FRAMES = 256
+"""Frames fitted together: bounds the working memory of the per-frame fits whatever the clip's length."""
 DEFAULT_FOCAL_RANGE = (0.8, 5.0)
 """Focal lengths searched by default, in multiples of the frame's longer side."""
 
@@ -151,6 +153,8 @@ def fit_poses(points, observed, rotation, translation, focal: float, cx: float, 
               huber_px=float("inf"), weights=None, iterations: int = 20, tolerance: float | None = None):
     """Refine every frame's pose by batched Levenberg-Marquardt on the robust landmark cost.
 
+    Frames are independent, so they are solved ``CHUNK_FRAMES`` at a time: memory does not grow with the clip.
+
     Args:
         points: [L, 3] template points, torch float64 (metres).
         observed: [N, L, 2] landmark pixels.
@@ -167,8 +171,20 @@ def fit_poses(points, observed, rotation, translation, focal: float, cx: float, 
     """
     import torch
 
-    weights = torch.ones(observed.shape[:2], dtype=observed.dtype, device=observed.device) \
-        if weights is None else weights
+    if weights is None:
+        weights = torch.ones(observed.shape[:2], dtype=observed.dtype, device=observed.device)
+    parts = [_fit_chunk(points, observed[rows], rotation[rows], translation[rows], focal, cx, cy, huber_px,
+                        weights[rows], iterations, tolerance)
+             for rows in (slice(first, first + CHUNK_FRAMES) for first in range(0, observed.shape[0], CHUNK_FRAMES))]
+    if not parts:
+        return rotation, translation, torch.zeros(0, dtype=observed.dtype, device=observed.device)
+    return tuple(torch.cat(values) for values in zip(*parts))
+
+
+def _fit_chunk(points, observed, rotation, translation, focal, cx, cy, huber_px, weights, iterations, tolerance):
+    """``fit_poses`` on one chunk of frames."""
+    import torch
+
     n = observed.shape[0]
     damping = torch.full((n, 1), 1e-3, dtype=observed.dtype, device=observed.device)
     cost, residual, cam, dist = _frame_costs(points, observed, rotation, translation, focal, cx, cy, huber_px,
