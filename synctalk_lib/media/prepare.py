@@ -35,6 +35,7 @@ import numpy as np
 from synctalk_lib.errors import InputError
 from synctalk_lib.media.clip_store import ClipWriter, cache_key, free_bytes
 from synctalk_lib.media.crop import Box, detect_faces, face_crop_box
+from synctalk_lib.media.training_checks import clip_notes
 from synctalk_lib.media.video import (SourceFrame, VideoInfo, VideoReader, is_variable_rate,
                                       measure_frame_intervals)
 from synctalk_lib.types import Clip
@@ -200,6 +201,7 @@ def load_cached_clip(folder: Path) -> Clip | None:
 
 
 def _report(notes: Iterable[str], warn: WarnCallback | None) -> None:
+    """Hand each note to ``warn`` (or the log)."""
     for note in notes:
         (warn or (lambda m: log.warning("SyncTalk: %s", m)))(note)
 
@@ -239,7 +241,7 @@ def prepare_clip(source: Path | str, cache_root: Path | str, *, fps: float = 25.
                              crop=crop, size=size)
     cached = load_cached_clip(target)
     if cached is not None:
-        _report(cached.notes, warn)
+        _report(clip_notes(cached), warn)
         return cached
 
     with VideoReader(source) as reader:
@@ -281,7 +283,7 @@ def prepare_clip(source: Path | str, cache_root: Path | str, *, fps: float = 25.
                 raise InputError(f"the disk of the clip cache {cache_root} filled up while preparing {name}; free "
                                  "space, shorten the clip (max_duration) or set SYNCTALK_CACHE_DIR elsewhere") from exc
             raise
-    _report(clip.notes, warn)
+    _report(clip_notes(clip), warn)
     return clip
 
 
@@ -477,7 +479,7 @@ def clip_from_images(images, audio: dict | None, fps: float, cache_root: Path | 
     target = Path(cache_root) / f"images-{digest.hexdigest()[:20]}"
     cached = load_cached_clip(target)
     if cached is not None:
-        _report(cached.notes, warn)
+        _report(clip_notes(cached), warn)
         return cached
 
     with ClipWriter(target, height=out_h, width=out_w, fps=fps) as writer:
@@ -488,5 +490,5 @@ def clip_from_images(images, audio: dict | None, fps: float, cache_root: Path | 
         clip = writer.finish(audio=wave, sample_rate=rate, source_path=None, source_size=(width, height),
                              crop_box=None if (out_w, out_h) == (width, height) else (0, 0, out_w, out_h),
                              notes=tuple(notes))
-    _report(clip.notes, warn)
+    _report(clip_notes(clip), warn)
     return clip
