@@ -128,18 +128,21 @@ class _FlowEngine:
     parallel = False
     """Whether ``track`` may run on two threads at once (the walks before and after the reference)."""
 
-    def dense(self, ref_crop: np.ndarray, crops: list[np.ndarray], inits: list[np.ndarray | None]
-              ) -> list[np.ndarray]:
-        """Dense flow [h, w, 2] (crop pixels) from ``ref_crop`` to each crop; ``inits``: the neighbours' flows."""
+    def dense(self, ref_crop: np.ndarray, index: list[int], crops: list[np.ndarray],
+              inits: list[np.ndarray | None]) -> list[np.ndarray]:
+        """Dense flow [h, w, 2] (crop pixels) from ``ref_crop`` to the crops of frames ``index``; ``inits``: the
+        neighbours' flows."""
         raise NotImplementedError
 
     def start_tracking(self, ref_frame: np.ndarray, points: np.ndarray) -> None:
         """Track ``points`` [P, 2] (frame pixels) of ``ref_frame`` in the frames given to ``track``."""
         raise NotImplementedError
 
-    def track(self, frames: list[np.ndarray], starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Positions [b, P, 2] of the points in ``frames`` and their forward-backward error [b, P] (``inf`` where
-        a point was lost); ``starts`` [b, P, 2]: the neighbours' positions, a sequential method's first guess."""
+    def track(self, index: list[int], frames: list[np.ndarray], starts: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """Positions [b, P, 2] of the points in ``frames`` (frame numbers ``index``) and their forward-backward
+        error [b, P] (``inf`` where a point was lost); ``starts`` [b, P, 2]: the neighbours' positions, a
+        sequential method's first guess."""
         raise NotImplementedError
 
 
@@ -147,6 +150,7 @@ class _OpenCVFlow(_FlowEngine):
     """DIS dense flow (warm-started from the neighbour's flow) and pyramidal Lucas-Kanade for the points."""
 
     parallel = True  # Lucas-Kanade keeps no state between calls and runs on one core
+
     def __init__(self, scale: float):
         cv2 = _cv2()
         self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
@@ -154,7 +158,7 @@ class _OpenCVFlow(_FlowEngine):
         criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01)
         self._lk = dict(winSize=(win, win), maxLevel=3, criteria=criteria, flags=cv2.OPTFLOW_USE_INITIAL_FLOW)
 
-    def dense(self, ref_crop, crops, inits):
+    def dense(self, ref_crop, index, crops, inits):
         ref = _gray(ref_crop)
         return [self._dis.calc(ref, _gray(crop), np.zeros((*ref.shape, 2), np.float32) if init is None
                                else init.copy()) for crop, init in zip(crops, inits)]
@@ -163,7 +167,7 @@ class _OpenCVFlow(_FlowEngine):
         self._ref_gray = _gray(ref_frame)
         self._points = np.asarray(points, np.float32)
 
-    def track(self, frames, starts):
+    def track(self, index, frames, starts):
         cv2 = _cv2()
         ref_pts = self._points.reshape(-1, 1, 2)
         positions, errors = np.empty_like(starts), np.empty(starts.shape[:2], np.float32)
@@ -183,8 +187,8 @@ class _RaftFlow(_FlowEngine):
     """RAFT-small on crops (``box``) scaled to at most 320 px (the original's UNFaceFlow size), 8 frames a call.
 
     Points are moved by the forward flow (reference -> frame) and back by the backward flow; a point that leaves
-    the crop is lost. Frames of the rigidity window get their forward flow twice (once for the score, once for the
-    tracks): cheaper than keeping every flow of the clip in memory.
+    the crop is lost. The forward flows of the rigidity window (at most ``score_frames``) are kept until the
+    tracking uses them; no other flow outlives its batch.
     """
 
     batch = 8
@@ -195,6 +199,7 @@ class _RaftFlow(_FlowEngine):
         self.model = load_raft_small(models_dirs, device=device)
         self.device = device
         self.box = box
+        self._forward: dict[int, np.ndarray] = {}
 
     def _flows(self, first: list[np.ndarray], second: list[np.ndarray]) -> np.ndarray:
         from synctalk_lib.pose.raft import estimate_flow
@@ -205,17 +210,22 @@ class _RaftFlow(_FlowEngine):
         x0, y0, x1, y1 = self.box
         return np.ascontiguousarray(frame[y0:y1, x0:x1])
 
-    def dense(self, ref_crop, crops, inits):
-        return list(self._flows([ref_crop] * len(crops), crops))
+    def dense(self, ref_crop, index, crops, inits):
+        flows = list(self._flows([ref_crop] * len(crops), crops))
+        self._forward.update(zip(index, flows))
+        return flows
 
     def start_tracking(self, ref_frame, points):
         self._ref_crop = self._crop(ref_frame)
         self._offset = np.array(self.box[:2], np.float32)
         self._local = np.asarray(points, np.float32) - self._offset
 
-    def track(self, frames, starts):
+    def track(self, index, frames, starts):
         crops = [self._crop(f) for f in frames]
-        fwd = self._flows([self._ref_crop] * len(crops), crops)
+        missing = [k for k, i in enumerate(index) if i not in self._forward]
+        computed = self._flows([self._ref_crop] * len(missing), [crops[k] for k in missing]) if missing else []
+        fresh = dict(zip(missing, computed))
+        fwd = [fresh[k] if k in fresh else self._forward.pop(i) for k, i in enumerate(index)]
         bwd = self._flows(crops, [self._ref_crop] * len(crops))
         h, w = self._ref_crop.shape[:2]
         positions, errors = np.empty_like(starts), np.empty(starts.shape[:2], np.float32)
@@ -329,7 +339,7 @@ def _track_points(engine: _FlowEngine, frames: Callable[[int], np.ndarray], num_
         for batch in _chunks(chain, engine.batch):
             index = [i for i, _ in batch]
             starts = tracks[[n for _, n in batch]]
-            positions, errors = engine.track([frames(i) for i in index], starts)
+            positions, errors = engine.track(index, [frames(i) for i in index], starts)
             tracks[index] = np.where(np.isfinite(errors)[..., None], positions, starts)
             fb[index] = errors
             done[0] += len(batch)  # a progress count only: an increment lost to the other thread does not matter
@@ -368,7 +378,8 @@ def _score_map(engine: _FlowEngine, frames: Callable[[int], np.ndarray], num_fra
     done = 1
     for batch in _chunks(_outward(ref_index, start, start + length)[1:], engine.batch):
         crops = [np.ascontiguousarray(frames(i)[y0:y1, x0:x1]) for i, _ in batch]
-        fields = engine.dense(ref_crop, crops, [flows.get(n) if n != ref_index else None for _, n in batch])
+        fields = engine.dense(ref_crop, [i for i, _ in batch], crops,
+                              [flows.get(n) if n != ref_index else None for _, n in batch])
         for (i, neighbour), field in zip(batch, fields):
             flows[i] = field
             flows.pop(neighbour - (1 if i > neighbour else -1), None)  # keep only what warm starts need
