@@ -123,7 +123,8 @@ class TrainSyncTalk:
                     raise
         folder = model.save_pretrained(_model_folder(name))
         bridge.show_text(f"Trained {reached[0]} steps; saved to {folder}.\n" + (lines[-1] if lines else ""))
-        report = (f"Saved to {folder}\n" + "\n".join(lines[-5:]) + "\n" + json.dumps(summary, indent=2))
+        warnings = "".join(f"warning: {note}\n" for note in summary.get("notes", []))
+        report = (f"Saved to {folder}\n" + warnings + "\n".join(lines[-5:]) + "\n" + json.dumps(summary, indent=2))
         return (model, report)
 
 

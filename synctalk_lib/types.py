@@ -177,11 +177,14 @@ class Clip:
         return np.array(self.frames()[index])
 
     def iter_batches(self, batch_size: int = 64, start: int = 0, stop: int | None = None):
-        """Yield ``(first_index, frames[b, H, W, 3] uint8)`` chunks, reading the file sequentially."""
+        """Yield ``(first_index, frames[b, H, W, 3] uint8)`` chunks, reading the file sequentially.
+
+        Each chunk is read through its own short-lived memory map: pages of a map stay in the process's resident
+        memory until it is closed, so one map held over a 5-minute clip grew the reader to 5.9 GB.
+        """
         stop = self.num_frames if stop is None else min(stop, self.num_frames)
-        mm = self.frames()
         for i in range(start, stop, batch_size):
-            yield i, np.array(mm[i:min(i + batch_size, stop)])
+            yield i, np.array(self.frames()[i:min(i + batch_size, stop)])
 
     # --- audio
     @property

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from synctalk_lib.audio.ave import load_ave
-from synctalk_lib.audio.ave_train import (AVETrainConfig, _resolve_ranges, mouth_crops, pair_masks, parse_range,
-                                          roc_auc, train_ave)
+from synctalk_lib.audio.ave_train import AVETrainConfig, train_ave
+from synctalk_lib.audio.ave_train_data import mouth_crops, parse_range, resolve_ranges
+from synctalk_lib.audio.ave_train_metrics import pair_masks, roc_auc
 from synctalk_lib.audio.features import encode_audio
 from synctalk_lib.errors import InputError
 from synctalk_lib.media.clip_store import clip_from_arrays
@@ -55,13 +56,13 @@ def test_frame_ranges():
     for bad in ("a-b", "5-2", "-3"):
         with pytest.raises(InputError):
             parse_range(bad)
-    assert _resolve_ranges("c", 331, None, None) == ((0, 297), (298, 330))  # last 10 % (33 frames) held out
-    assert _resolve_ranges("c", 331, (0, 299), (300, 400)) == ((0, 299), (300, 330))
-    assert _resolve_ranges("c", 331, None, (300, 330)) == ((0, 299), (300, 330))
+    assert resolve_ranges("c", 331, None, None) == ((0, 297), (298, 330))  # last 10 % (33 frames) held out
+    assert resolve_ranges("c", 331, (0, 299), (300, 400)) == ((0, 299), (300, 330))
+    assert resolve_ranges("c", 331, None, (300, 330)) == ((0, 299), (300, 330))
     with pytest.raises(InputError, match="overlap"):
-        _resolve_ranges("c", 331, (0, 310), (300, 330))
+        resolve_ranges("c", 331, (0, 310), (300, 330))
     with pytest.raises(InputError, match="outside"):
-        _resolve_ranges("c", 100, (200, 299), None)
+        resolve_ranges("c", 100, (200, 299), None)
 
 
 def test_mouth_crop_geometry():

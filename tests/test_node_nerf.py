@@ -25,6 +25,7 @@ def test_train_save_load_render(subject, models_dir, tmp_path, monkeypatch):
                                               name="fixture", resume=True, perceptual_loss="none")
     assert (models_dir / "fixture" / "model.safetensors").is_file(), "TrainSyncTalk saves the model folder"
     assert "held-out PSNR" in report or "heldout_psnr" in report
+    assert "warning: the clip has 14 frames (0.6 s)" in report  # too short to train well, and the report says so
     assert (tmp_path / "cache" / "training" / "fixture" / "checkpoint.pt").is_file()
     assert model.summary["steps"] == 6 and model.summary["preset"] == "quick", "auto is quick on a CPU"
     choices, options = TrainSyncTalk.INPUT_TYPES()["required"]["preset"]

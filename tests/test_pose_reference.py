@@ -132,7 +132,7 @@ def test_cli_pose_then_export(clip, track, shared_models: Path, tmp_path: Path, 
 
 
 def test_raft_tracks_agree_with_lucas_kanade(clip, track, tmp_path: Path, shared_models: Path):
-    from synctalk_lib.pose.keypoints import _track_lk, find_keypoint_tracks
+    from synctalk_lib.pose.keypoints import _OpenCVFlow, _track_points, find_keypoint_tracks
 
     (tmp_path / "raft-small.pth").symlink_to(shared_models / "raft-small.pth")
     torch.set_num_threads(1)
@@ -142,7 +142,7 @@ def test_raft_tracks_agree_with_lucas_kanade(clip, track, tmp_path: Path, shared
     assert raft.flow == "raft-small" and len(raft.points) >= 20
     assert np.allclose(raft.tracks[ref], raft.points, atol=0.05)  # the reference frame maps to itself
     # The same points tracked by Lucas-Kanade: where both trust their track they agree to a fraction of a pixel.
-    lk_tracks, lk_valid, _ = _track_lk(clip.frame, n, ref, raft.points, 1.0, 21, None)
+    lk_tracks, lk_valid, _ = _track_points(_OpenCVFlow(scale=1.0), clip.frame, n, ref, raft.points, fb_max=1.0)
     both = lk_valid & raft.valid
     diff = np.linalg.norm(lk_tracks - raft.tracks, axis=-1)[both]
     assert both.mean() > 0.5 and np.median(diff) < 0.5, (both.mean(), np.median(diff))

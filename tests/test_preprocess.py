@@ -55,6 +55,7 @@ def test_writes_every_file_and_the_report(prepared, capsys):
     assert subject.load_head_pose().num_frames == 50
     assert all(v > 0 for v in report["seconds"].values())
     assert report["face"]["blink_frames"] == [7] and report["reused"] == []
+    assert any("50 frames (2.0 s)" in note and "3-5 minutes" in note for note in report["clip_notes"])
 
     clip = subject.load_clip()
     assert clip.num_frames == 50 and (clip.width, clip.height) == (512, 512)

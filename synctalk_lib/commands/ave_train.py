@@ -57,7 +57,8 @@ def load_clips(paths: list[str], cache_dir: Path, models_dirs) -> list:
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from synctalk_lib.audio.ave_train import AVETrainConfig, parse_range, train_ave
+    from synctalk_lib.audio.ave_train import AVETrainConfig, train_ave
+    from synctalk_lib.audio.ave_train_data import parse_range
     from synctalk_lib.paths import default_cache_dir, write_json
 
     config = dataclasses.replace(AVETrainConfig(), batch_size=args.batch_size, lr=args.lr, seed=args.seed)

@@ -35,6 +35,7 @@ import numpy as np
 from synctalk_lib.errors import InputError
 from synctalk_lib.media.clip_store import ClipWriter, cache_key, free_after_eviction, key_lock, load_cached_clip
 from synctalk_lib.media.crop import Box, detect_faces, face_crop_box
+from synctalk_lib.media.training_checks import clip_notes
 from synctalk_lib.media.video import (SourceFrame, VideoInfo, VideoReader, is_variable_rate,
                                       measure_frame_intervals)
 from synctalk_lib.types import Clip
@@ -189,6 +190,7 @@ def clip_cache_path(source: Path | str, cache_root: Path | str, *, fps: float = 
 
 
 def _report(notes: Iterable[str], warn: WarnCallback | None) -> None:
+    """Hand each note to ``warn`` (or the log)."""
     for note in notes:
         (warn or (lambda m: log.warning("SyncTalk: %s", m)))(note)
 
@@ -230,7 +232,7 @@ def prepare_clip(source: Path | str, cache_root: Path | str, *, fps: float = 25.
         clip = load_cached_clip(target) or _prepare_uncached(source, cache_root, target, fps, start_time,
                                                              max_duration, crop, size, models_dirs,
                                                              max_cache_bytes, on_step)
-    _report(clip.notes, warn)
+    _report(clip_notes(clip), warn)
     return clip
 
 
@@ -481,5 +483,5 @@ def clip_from_images(images, audio: dict | None, fps: float, cache_root: Path | 
                 clip = writer.finish(audio=wave, sample_rate=rate, source_path=None, source_size=(width, height),
                                      crop_box=None if (out_w, out_h) == (width, height) else (0, 0, out_w, out_h),
                                      notes=tuple(notes))
-    _report(clip.notes, warn)
+    _report(clip_notes(clip), warn)
     return clip

@@ -39,9 +39,9 @@ def image_preview(clip: Clip, budget_bytes: int):
     frame_bytes = clip.height * clip.width * 3 * 4
     indices = preview_indices(clip.num_frames, frame_bytes, budget_bytes)
     images = torch.empty((len(indices), clip.height, clip.width, 3), dtype=torch.float32)
-    frames = clip.frames()
     for start in range(0, len(indices), CHUNK_FRAMES):
         chosen = indices[start:start + CHUNK_FRAMES]
+        frames = clip.frames()  # a map per chunk: a map's pages stay resident until it is closed
         if len(chosen) and chosen[-1] - chosen[0] == len(chosen) - 1:
             chunk = np.array(frames[chosen[0]:chosen[-1] + 1])  # contiguous: one sequential read
         else:
@@ -49,7 +49,6 @@ def image_preview(clip: Clip, budget_bytes: int):
         out = images[start:start + len(chosen)]
         out.copy_(torch.from_numpy(chunk))
         out.div_(255.0)
-    del frames
     warning = None
     if len(indices) < clip.num_frames:
         need_mb = clip.num_frames * frame_bytes / 2**20

@@ -452,6 +452,7 @@ def train_subject(clip, track, pose, audio, *, preset: str = "auto", name: str =
         models_dirs: folders searched for the LPIPS weights.
         overrides: any other :class:`TrainConfig` field.
     """
+    from synctalk_lib.media.training_checks import training_notes
     from synctalk_lib.nerf.dataset import DataSettings
     from synctalk_lib.nerf.model_folder import SyncTalkModel
     from synctalk_lib.nerf.presets import get_preset, resolve_preset
@@ -470,7 +471,12 @@ def train_subject(clip, track, pose, audio, *, preset: str = "auto", name: str =
         load_perceptual(config.perceptual_loss, "cpu", models_dirs)
     settings = DataSettings(resolution=config.resolution, val_frames=config.val_frames,
                             face_fraction=config.face_fraction, lip_weight=config.lip_weight)
+    notes = training_notes(clip)
+    for note in notes:
+        log.warning("SyncTalk: %s", note)
     if on_status is not None:
+        for note in notes:
+            on_status(f"note: {note}")
         on_status("preparing the training data (clean background, regions)")
     data = SubjectData(clip, track, pose, audio, settings=settings)
     trainer = Trainer(data, config, work_dir=work_dir, device=device, on_step=on_step, on_status=on_status,
@@ -478,6 +484,8 @@ def train_subject(clip, track, pose, audio, *, preset: str = "auto", name: str =
     result = trainer.run(resume=resume)
     summary = dict(result.summary)
     summary["background_filled_fraction"] = round(data.background.filled_fraction, 4)
+    if notes:
+        summary["notes"] = notes
     model = SyncTalkModel.from_training(result.model, data, name=name, train_config=config.to_dict(),
                                         summary=summary)
     return model, summary

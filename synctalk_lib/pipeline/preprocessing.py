@@ -173,6 +173,7 @@ def _video_settings(run: PreprocessRun) -> dict[str, Any]:
 
 def _load_video(run: PreprocessRun) -> dict[str, Any]:
     from synctalk_lib.media.prepare import prepare_clip
+    from synctalk_lib.media.training_checks import clip_notes
 
     clip_settings = run.settings.clip_settings()
     with run.progress("Preparing clip") as on_step:
@@ -190,7 +191,7 @@ def _load_video(run: PreprocessRun) -> dict[str, Any]:
         "height": clip.height, "sample_rate": clip.sample_rate, "audio_channels": clip.audio_channels,
         "audio_seconds": round(audio.shape[1] / clip.sample_rate, 4),
         "crop_box": list(clip.crop_box) if clip.crop_box else None, "clip_root": str(clip.root),
-        "clip_notes": list(clip.notes),
+        "clip_notes": clip_notes(clip),
     }
 
 

@@ -193,7 +193,7 @@ def subject_template(landmarks: np.ndarray, rotation: np.ndarray, translation: n
         raise InputError("no frame of the face track can be used to build the face template")
     if len(use) > max_frames:
         use = use[np.linspace(0, len(use) - 1, max_frames).round().astype(int)]
-    pix = np.asarray(landmarks, np.float64)[use, :NUM_MESH_POINTS, :2]
+    pix = np.asarray(landmarks)[use, :NUM_MESH_POINTS, :2].astype(np.float64)
     r, t = np.asarray(rotation, np.float64)[use], np.asarray(translation, np.float64)[use]
     depth = (np.einsum("nij,lj->nli", r, canonical) + t[:, None, :])[..., 2]  # canonical depth per point
     rays = np.stack([(pix[..., 0] - cx) / focal, (pix[..., 1] - cy) / focal, np.ones(pix.shape[:2])], -1)

@@ -17,6 +17,7 @@
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
@@ -102,7 +103,7 @@ def _box(mask: np.ndarray, margin: int) -> tuple[int, int, int, int]:
             min(int(cols[-1]) + margin + 1, w), min(int(rows[-1]) + margin + 1, h))
 
 
-# ------------------------------------------------------------------------------------------------ dense flows
+# ------------------------------------------------------------------------------------------------ flow engines
 def _gray(frame: np.ndarray) -> np.ndarray:
     return _cv2().cvtColor(np.ascontiguousarray(frame), _cv2().COLOR_RGB2GRAY)
 
@@ -115,36 +116,126 @@ def _outward(ref: int, start: int, stop: int) -> list[tuple[int, int]]:
     return order
 
 
-class _OpenCVFlow:
-    """DIS dense flow from the reference crop to other crops, warm-started from the neighbour's flow."""
+class _FlowEngine:
+    """What the keypoint stage asks of an optical flow; ``_OpenCVFlow`` and ``_RaftFlow`` answer it.
 
-    def __init__(self):
+    Frames are handed over ``batch`` at a time, in the order of ``_outward`` (a sequential method warm-starts each
+    frame from its neighbour toward the reference, which is then already done). Only the frames of one call are
+    in memory: flows are used and dropped, never kept for the whole clip.
+    """
+
+    batch = 1
+    parallel = False
+    """Whether ``track`` may run on two threads at once (the walks before and after the reference)."""
+
+    def dense(self, ref_crop: np.ndarray, index: list[int], crops: list[np.ndarray],
+              inits: list[np.ndarray | None]) -> list[np.ndarray]:
+        """Dense flow [h, w, 2] (crop pixels) from ``ref_crop`` to the crops of frames ``index``; ``inits``: the
+        neighbours' flows."""
+        raise NotImplementedError
+
+    def start_tracking(self, ref_frame: np.ndarray, points: np.ndarray) -> None:
+        """Track ``points`` [P, 2] (frame pixels) of ``ref_frame`` in the frames given to ``track``."""
+        raise NotImplementedError
+
+    def track(self, index: list[int], frames: list[np.ndarray], starts: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """Positions [b, P, 2] of the points in ``frames`` (frame numbers ``index``) and their forward-backward
+        error [b, P] (``inf`` where a point was lost); ``starts`` [b, P, 2]: the neighbours' positions, a
+        sequential method's first guess."""
+        raise NotImplementedError
+
+
+class _OpenCVFlow(_FlowEngine):
+    """DIS dense flow (warm-started from the neighbour's flow) and pyramidal Lucas-Kanade for the points."""
+
+    parallel = True  # Lucas-Kanade keeps no state between calls and runs on one core
+
+    def __init__(self, scale: float):
         cv2 = _cv2()
         self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        win = max(15, int(round(21 * scale)) | 1)
+        criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01)
+        self._lk = dict(winSize=(win, win), maxLevel=3, criteria=criteria, flags=cv2.OPTFLOW_USE_INITIAL_FLOW)
 
-    def forward(self, ref: np.ndarray, frame: np.ndarray, init: np.ndarray | None) -> np.ndarray:
-        start = np.zeros((*ref.shape[:2], 2), np.float32) if init is None else init.copy()
-        return self._dis.calc(_gray(ref), _gray(frame), start)
+    def dense(self, ref_crop, index, crops, inits):
+        ref = _gray(ref_crop)
+        return [self._dis.calc(ref, _gray(crop), np.zeros((*ref.shape, 2), np.float32) if init is None
+                               else init.copy()) for crop, init in zip(crops, inits)]
+
+    def start_tracking(self, ref_frame, points):
+        self._ref_gray = _gray(ref_frame)
+        self._points = np.asarray(points, np.float32)
+
+    def track(self, index, frames, starts):
+        cv2 = _cv2()
+        ref_pts = self._points.reshape(-1, 1, 2)
+        positions, errors = np.empty_like(starts), np.empty(starts.shape[:2], np.float32)
+        for k, (frame, start) in enumerate(zip(frames, starts)):
+            gray = _gray(frame)
+            fwd, st_f, _ = cv2.calcOpticalFlowPyrLK(self._ref_gray, gray, ref_pts, start.reshape(-1, 1, 2).copy(),
+                                                    **self._lk)
+            back, st_b, _ = cv2.calcOpticalFlowPyrLK(gray, self._ref_gray, fwd, ref_pts.copy(), **self._lk)
+            err = np.linalg.norm(back.reshape(-1, 2) - self._points, axis=1)
+            ok = (st_f.ravel() == 1) & (st_b.ravel() == 1) & np.isfinite(err)
+            positions[k] = fwd.reshape(-1, 2)
+            errors[k] = np.where(ok, err, np.inf)
+        return positions, errors
 
 
-class _RaftFlow:
-    """RAFT-small dense flow on crops scaled to at most 320 px (the original's UNFaceFlow size)."""
+class _RaftFlow(_FlowEngine):
+    """RAFT-small on crops (``box``) scaled to at most 320 px (the original's UNFaceFlow size), 8 frames a call.
 
-    def __init__(self, models_dirs, device):
+    Points are moved by the forward flow (reference -> frame) and back by the backward flow; a point that leaves
+    the crop is lost. The forward flows of the rigidity window (at most ``score_frames``) are kept until the
+    tracking uses them; no other flow outlives its batch.
+    """
+
+    batch = 8
+
+    def __init__(self, models_dirs, device, box: tuple[int, int, int, int]):
         from synctalk_lib.pose.raft import load_raft_small
 
         self.model = load_raft_small(models_dirs, device=device)
         self.device = device
+        self.box = box
+        self._forward: dict[int, np.ndarray] = {}
 
-    def pair(self, ref: np.ndarray, frames: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Forward (ref -> frame) and backward (frame -> ref) flows, [h, w, 2] each, in crop pixels."""
+    def _flows(self, first: list[np.ndarray], second: list[np.ndarray]) -> np.ndarray:
         from synctalk_lib.pose.raft import estimate_flow
 
-        refs = np.repeat(ref[None], len(frames), 0)
-        batch = np.stack(frames)
-        fwd = estimate_flow(self.model, refs, batch, max_side=320, device=self.device)
-        bwd = estimate_flow(self.model, batch, refs, max_side=320, device=self.device)
-        return list(fwd), list(bwd)
+        return estimate_flow(self.model, np.stack(first), np.stack(second), max_side=320, device=self.device)
+
+    def _crop(self, frame: np.ndarray) -> np.ndarray:
+        x0, y0, x1, y1 = self.box
+        return np.ascontiguousarray(frame[y0:y1, x0:x1])
+
+    def dense(self, ref_crop, index, crops, inits):
+        flows = list(self._flows([ref_crop] * len(crops), crops))
+        self._forward.update(zip(index, flows))
+        return flows
+
+    def start_tracking(self, ref_frame, points):
+        self._ref_crop = self._crop(ref_frame)
+        self._offset = np.array(self.box[:2], np.float32)
+        self._local = np.asarray(points, np.float32) - self._offset
+
+    def track(self, index, frames, starts):
+        crops = [self._crop(f) for f in frames]
+        missing = [k for k, i in enumerate(index) if i not in self._forward]
+        computed = self._flows([self._ref_crop] * len(missing), [crops[k] for k in missing]) if missing else []
+        fresh = dict(zip(missing, computed))
+        fwd = [fresh[k] if k in fresh else self._forward.pop(i) for k, i in enumerate(index)]
+        bwd = self._flows(crops, [self._ref_crop] * len(crops))
+        h, w = self._ref_crop.shape[:2]
+        positions, errors = np.empty_like(starts), np.empty(starts.shape[:2], np.float32)
+        for k in range(len(frames)):
+            moved = self._local + _bilinear(fwd[k], self._local)
+            back = moved + _bilinear(bwd[k], moved)
+            inside = (moved[:, 0] >= 0) & (moved[:, 0] <= w - 1) & (moved[:, 1] >= 0) & (moved[:, 1] <= h - 1)
+            positions[k] = moved + self._offset
+            errors[k] = np.where(inside, np.linalg.norm(back - self._local, axis=1), np.inf)
+        return positions, errors
 
 
 def rigidity_score(trajectories: np.ndarray) -> np.ndarray:
@@ -212,37 +303,6 @@ def _greedy_spaced(candidates: np.ndarray, spacing: int, shape: tuple[int, int])
 
 
 # -------------------------------------------------------------------------------------------------- tracking
-def _track_lk(frames: Callable[[int], np.ndarray], num_frames: int, ref_index: int, points: np.ndarray,
-              fb_max_px: float, win: int, on_step: StepCallback | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Reference-anchored pyramidal Lucas-Kanade with forward-backward check, for every frame."""
-    cv2 = _cv2()
-    p = len(points)
-    tracks = np.zeros((num_frames, p, 2), np.float32)
-    fb = np.full((num_frames, p), np.inf, np.float32)
-    ref_gray = _gray(frames(ref_index))
-    ref_pts = points.reshape(-1, 1, 2).astype(np.float32)
-    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01)
-    params = dict(winSize=(win, win), maxLevel=3, criteria=criteria, flags=cv2.OPTFLOW_USE_INITIAL_FLOW)
-    done = 0
-    for i, neighbour in _outward(ref_index, 0, num_frames):
-        if i == ref_index:
-            tracks[i], fb[i] = points, 0.0
-        else:
-            gray = _gray(frames(i))
-            start = tracks[neighbour].reshape(-1, 1, 2).copy()
-            fwd, st_f, _ = cv2.calcOpticalFlowPyrLK(ref_gray, gray, ref_pts, start, **params)
-            back, st_b, _ = cv2.calcOpticalFlowPyrLK(gray, ref_gray, fwd, ref_pts.copy(), **params)
-            err = np.linalg.norm(back.reshape(-1, 2) - points, axis=1)
-            ok = (st_f.ravel() == 1) & (st_b.ravel() == 1) & np.isfinite(err)
-            # A lost point keeps its neighbour's position as the next frame's starting guess.
-            tracks[i] = np.where(ok[:, None], fwd.reshape(-1, 2), tracks[neighbour])
-            fb[i] = np.where(ok, err, np.inf)
-        done += 1
-        if on_step is not None and (done % 16 == 0 or done == num_frames):
-            on_step(done, num_frames)
-    return tracks, fb <= fb_max_px, fb
-
-
 def _bilinear(field: np.ndarray, xy: np.ndarray) -> np.ndarray:
     """Sample a [h, w, C] field at float pixel positions [P, 2] (clamped to the border)."""
     h, w = field.shape[:2]
@@ -254,12 +314,96 @@ def _bilinear(field: np.ndarray, xy: np.ndarray) -> np.ndarray:
             + (1 - fx) * fy * field[y0 + 1, x0] + fx * fy * field[y0 + 1, x0 + 1])
 
 
+def _track_points(engine: _FlowEngine, frames: Callable[[int], np.ndarray], num_frames: int, ref_index: int,
+                  points: np.ndarray, fb_max: float, on_step: StepCallback | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Reference-anchored tracks of ``points`` in every frame, with the forward-backward check.
+
+    The frames after the reference and those before it are two independent walks; an engine that allows it
+    (``parallel``) runs the earlier one on a second thread (OpenCV releases the GIL), so two cores track at once.
+    Results do not depend on it: each walk is sequential and writes only its own frames.
+
+    Returns:
+        ``(tracks [N, P, 2], valid [N, P], fb_error [N, P])``; a lost point keeps its neighbour's position (the
+        next frame's starting guess) and an infinite error.
+    """
+    tracks = np.zeros((num_frames, len(points), 2), np.float32)
+    fb = np.full((num_frames, len(points)), np.inf, np.float32)
+    engine.start_tracking(frames(ref_index), points)
+    tracks[ref_index], fb[ref_index] = points, 0.0  # identity by definition (a flow's own ref -> ref is only ~0)
+    order = _outward(ref_index, 0, num_frames)[1:]
+    later, earlier = order[:num_frames - 1 - ref_index], order[num_frames - 1 - ref_index:]
+    done = [1]
+
+    def walk(chain: list[tuple[int, int]], report: bool) -> None:
+        for batch in _chunks(chain, engine.batch):
+            index = [i for i, _ in batch]
+            starts = tracks[[n for _, n in batch]]
+            positions, errors = engine.track(index, [frames(i) for i in index], starts)
+            tracks[index] = np.where(np.isfinite(errors)[..., None], positions, starts)
+            fb[index] = errors
+            done[0] += len(batch)  # a progress count only: an increment lost to the other thread does not matter
+            if report and on_step is not None and done[0] % 16 < len(batch):
+                on_step(min(done[0], num_frames), num_frames)
+
+    if engine.parallel and earlier:
+        with ThreadPoolExecutor(1) as pool:
+            other = pool.submit(walk, earlier, False)
+            walk(later, True)
+            other.result()
+    else:
+        walk(later, True)
+        walk(earlier, True)
+    if on_step is not None:
+        on_step(num_frames, num_frames)
+    return tracks, fb <= fb_max, fb
+
+
+def _score_map(engine: _FlowEngine, frames: Callable[[int], np.ndarray], num_frames: int, ref_index: int,
+               region: np.ndarray, box: tuple[int, int, int, int], score_frames: int,
+               on_step: StepCallback | None) -> np.ndarray:
+    """[H, W] rigidity score (module docstring, step 2): dense flows of a window of frames around the reference,
+    recorded at every second pixel of the head region; 1 outside the region."""
+    cv2 = _cv2()
+    x0, y0, x1, y1 = box
+    region_crop = region[y0:y1, x0:x1]
+    stride = 2
+    ys, xs = np.nonzero(region_crop[::stride, ::stride])
+    sample = (ys * stride, xs * stride)  # crop pixels whose trajectory is recorded
+    length = min(num_frames, max(score_frames, 3))
+    start = int(np.clip(ref_index - length // 2, 0, num_frames - length))
+    ref_crop = np.ascontiguousarray(frames(ref_index)[y0:y1, x0:x1])
+    trajectories = np.zeros((length, len(ys), 2), np.float32)
+    flows: dict[int, np.ndarray] = {ref_index: np.zeros((*ref_crop.shape[:2], 2), np.float32)}
+    done = 1
+    for batch in _chunks(_outward(ref_index, start, start + length)[1:], engine.batch):
+        crops = [np.ascontiguousarray(frames(i)[y0:y1, x0:x1]) for i, _ in batch]
+        fields = engine.dense(ref_crop, [i for i, _ in batch], crops,
+                              [flows.get(n) if n != ref_index else None for _, n in batch])
+        for (i, neighbour), field in zip(batch, fields):
+            flows[i] = field
+            flows.pop(neighbour - (1 if i > neighbour else -1), None)  # keep only what warm starts need
+            trajectories[i - start] = field[sample]
+        done += len(batch)
+        if on_step is not None and (done % 16 < len(batch) or done == length):
+            on_step(done, length)
+    sub = np.ones(region_crop[::stride, ::stride].shape, np.float32)
+    sub[ys, xs] = rigidity_score(trajectories)
+    score_crop = cv2.resize(sub, (region_crop.shape[1], region_crop.shape[0]), interpolation=cv2.INTER_NEAREST)
+    score_map = np.ones(region.shape, np.float32)
+    score_map[y0:y1, x0:x1] = np.where(region_crop, score_crop, 1.0)
+    return score_map
+
+
 # --------------------------------------------------------------------------------------------------- the stage
 def find_keypoint_tracks(frames: Callable[[int], np.ndarray], num_frames: int, landmarks: np.ndarray,
                          ref_index: int, *, flow: str = "opencv", models_dirs: Iterable | None = None,
                          device="cpu", max_points: int = 400, score_frames: int = 200, fb_max_px: float = 1.0,
                          on_step: StepCallback | None = None) -> KeypointTracks:
     """Select rigid keypoints in the reference frame and track them through every frame.
+
+    Frames are read one batch at a time through ``frames`` and their flows dropped once used, so memory does not
+    grow with the clip beyond the tracks themselves (16 bytes per point and frame).
 
     Args:
         frames: ``frames(i)`` returns frame ``i`` as [H, W, 3] uint8 RGB (e.g. ``clip.frame``).
@@ -280,105 +424,43 @@ def find_keypoint_tracks(frames: Callable[[int], np.ndarray], num_frames: int, l
     """
     if flow not in FLOW_CHOICES:
         raise InputError(f"flow must be one of {', '.join(FLOW_CHOICES)}, got {flow!r}")
-    cv2 = _cv2()
     ref_frame = frames(ref_index)
     height, width = ref_frame.shape[:2]
     scale = max(height, width) / 512.0
-    fb_max = fb_max_px * scale
     region = head_region(np.asarray(landmarks[ref_index]), height, width)
     if region.sum() < 100:
         raise InputError(f"frame {ref_index}: the head region is only {int(region.sum())} pixels; the face is too "
                          "small for dense keypoints (crop the video closer to the face)")
-    x0, y0, x1, y1 = _box(region, margin=int(round(16 * scale)))
-    crop = lambda img: np.ascontiguousarray(img[y0:y1, x0:x1])  # noqa: E731
-    region_crop = region[y0:y1, x0:x1]
-    stride = 2
-    ys, xs = np.nonzero(region_crop[::stride, ::stride])
-    sample = np.stack([xs * stride, ys * stride], 1)  # crop pixels whose trajectory is recorded
-
-    # Window of consecutive frames around the reference for the rigidity score.
+    box = _box(region, margin=int(round(16 * scale)))
+    engine = _RaftFlow(models_dirs, device, box) if flow == "raft-small" else _OpenCVFlow(scale)
     length = min(num_frames, max(score_frames, 3))
-    start = int(np.clip(ref_index - length // 2, 0, num_frames - length))
-    stop = start + length
     total = length + num_frames
-    progress = 0
 
-    def report(step: int) -> None:
-        if on_step is not None:
-            on_step(min(step, total), total)
+    def report(offset: int) -> StepCallback | None:
+        return None if on_step is None else (lambda done, _n: on_step(min(offset + done, total), total))
 
-    ref_crop = crop(ref_frame)
-    trajectories = np.zeros((length, len(sample), 2), np.float32)
-    raft = _RaftFlow(models_dirs, device) if flow == "raft-small" else None
-    raft_fwd: dict[int, np.ndarray] = {}
-    raft_bwd: dict[int, np.ndarray] = {}
-    if raft is None:
-        engine = _OpenCVFlow()
-        flows: dict[int, np.ndarray] = {}
-        for i, neighbour in _outward(ref_index, start, stop):
-            field = (np.zeros((*ref_crop.shape[:2], 2), np.float32) if i == ref_index
-                     else engine.forward(ref_crop, crop(frames(i)), flows.get(neighbour)))
-            flows[i] = field
-            flows.pop(neighbour - (1 if i > neighbour else -1), None)  # keep only what warm starts need
-            trajectories[i - start] = field[sample[:, 1], sample[:, 0]]
-            progress += 1
-            if progress % 16 == 0:
-                report(progress)
-    else:
-        for chunk in _chunks(range(num_frames), 8):
-            fwd, bwd = raft.pair(ref_crop, [crop(frames(i)) for i in chunk])
-            for i, f, b in zip(chunk, fwd, bwd):
-                raft_fwd[i], raft_bwd[i] = f, b
-                if start <= i < stop:
-                    trajectories[i - start] = f[sample[:, 1], sample[:, 0]]
-            progress += len(chunk) * length // num_frames
-            report(progress)
-    progress = length
-    report(progress)
-
-    score_map = np.ones((height, width), np.float32)
-    sub = np.ones(region_crop[::stride, ::stride].shape, np.float32)
-    sub[ys, xs] = rigidity_score(trajectories)
-    score_crop = cv2.resize(sub, (region_crop.shape[1], region_crop.shape[0]) if stride > 1 else sub.shape[::-1],
-                            interpolation=cv2.INTER_NEAREST)[:region_crop.shape[0], :region_crop.shape[1]]
-    score_map[y0:y1, x0:x1] = np.where(region_crop, score_crop, 1.0)
-
-    gray = _gray(ref_frame).astype(np.float32)
-    eig = cv2.cornerMinEigenVal(gray, blockSize=5)
-    texture = eig > 0.02 * float(np.percentile(eig[region], 99))
-    points = select_keypoints(score_map, region, texture, cell=max(5, int(round(5 * scale))),
-                              spacing=max(5, int(round(5 * scale))), max_points=max_points)
-    if len(points) < 8:
-        raise TooFewKeypoints(f"only {len(points)} rigid, textured keypoints were found in frame {ref_index}; the face "
-                         "may be blurred or too small. Use a sharper, closer video")
-
-    def after_score(done: int, _total: int) -> None:
-        report(length + done)
-
-    if raft is None:
-        tracks, valid, fb = _track_lk(frames, num_frames, ref_index, points, fb_max,
-                                      win=max(15, int(round(21 * scale)) | 1), on_step=after_score)
-    else:
-        offset = np.array([x0, y0], np.float32)
-        local = points - offset
-        tracks = np.zeros((num_frames, len(points), 2), np.float32)
-        fb = np.zeros((num_frames, len(points)), np.float32)
-        for i in range(num_frames):
-            if i == ref_index:  # identity by definition (RAFT's own ref -> ref flow is only ~0)
-                tracks[i], fb[i] = points, 0.0
-                continue
-            moved = local + _bilinear(raft_fwd[i], local)
-            back = moved + _bilinear(raft_bwd[i], moved)
-            tracks[i] = moved + offset
-            fb[i] = np.linalg.norm(back - local, axis=1)
-        valid = fb <= fb_max
-        inside = ((tracks[..., 0] >= x0) & (tracks[..., 0] <= x1 - 1) & (tracks[..., 1] >= y0)
-                  & (tracks[..., 1] <= y1 - 1))
-        valid &= inside
-        report(total)
+    score_map = _score_map(engine, frames, num_frames, ref_index, region, box, score_frames, report(0))
+    points = _select_points(score_map, region, ref_frame, scale, max_points, ref_index)
+    tracks, valid, fb = _track_points(engine, frames, num_frames, ref_index, points, fb_max_px * scale,
+                                      report(length))
     return KeypointTracks(ref_index=int(ref_index), points=points, tracks=tracks, valid=valid,
                           fb_error=np.where(np.isfinite(fb), fb, 1e6).astype(np.float32), score_map=score_map,
                           region=region, flow=flow)
+
+
+def _select_points(score_map: np.ndarray, region: np.ndarray, ref_frame: np.ndarray, scale: float,
+                   max_points: int, ref_index: int) -> np.ndarray:
+    """``select_keypoints`` on the reference frame's textured pixels (corner response above 2 % of the region's
+    99th percentile), with the cell size and spacing scaled to the frame."""
+    cv2 = _cv2()
+    eig = cv2.cornerMinEigenVal(_gray(ref_frame).astype(np.float32), blockSize=5)
+    texture = eig > 0.02 * float(np.percentile(eig[region], 99))
+    size = max(5, int(round(5 * scale)))
+    points = select_keypoints(score_map, region, texture, cell=size, spacing=size, max_points=max_points)
+    if len(points) < 8:
+        raise TooFewKeypoints(f"only {len(points)} rigid, textured keypoints were found in frame {ref_index}; the "
+                              "face may be blurred or too small. Use a sharper, closer video")
+    return points
 
 
 def _chunks(items: Iterable[int], size: int) -> Iterator[list[int]]:

@@ -24,6 +24,8 @@ from synctalk_lib.pose.camera import axis_angle_to_matrix, project, transform_po
 
 StepCallback = Callable[[int, int], None]
 
+CHUNK_FRAMES = 256
+"""Frames fitted together: bounds the working memory of the per-frame fits whatever the clip's length."""
 DEFAULT_FOCAL_RANGE = (0.8, 5.0)
 """Focal lengths searched by default, in multiples of the frame's longer side."""
 
@@ -113,9 +115,45 @@ def _frame_costs(points, observed, rotation, translation, focal, cx, cy, k, weig
     return (huber(dist, k) * weights).sum(-1), residual, cam, dist
 
 
+def pose_normal_equations(cam, residual, dist, translation, focal: float, k, weights):
+    """Gauss-Newton system of every frame's pose on the robust cost at the current fit (IRLS weights).
+
+    The unknowns are a left-multiplied rotation increment ``d`` (``R <- exp(d) R``) and a translation increment.
+
+    Args:
+        cam: [N, L, 3] points in camera coordinates; residual: [N, L, 2] projected minus observed pixels;
+            dist: [N, L] their norms (all from ``_frame_costs``).
+        translation: [N, 3].
+        k: Huber threshold in pixels (a number, or [L] per point).
+        weights: [N, L] observation weights.
+
+    Returns:
+        ``(hessian [N, 6, 6], gradient [N, 6])``.
+    """
+    import torch
+
+    n = cam.shape[0]
+    w = weights * _huber_weight(dist, k)  # [N, L]
+    z = cam[..., 2].clamp_min(1e-6)
+    zeros = torch.zeros_like(z)
+    # Rows of d(pixel)/d(camera point), then through p = exp(d) R X + t: a left rotation increment moves p by
+    # d x (R X), so a row a gets ((R X) x a) for the rotation and a itself for the translation.
+    a_u = torch.stack([focal / z, zeros, -focal * cam[..., 0] / z ** 2], -1)  # [N, L, 3]
+    a_v = torch.stack([zeros, focal / z, -focal * cam[..., 1] / z ** 2], -1)
+    rotated = cam - translation[:, None, :]
+    jac = torch.stack([torch.cat([torch.linalg.cross(rotated, a_u), a_u], -1),
+                       torch.cat([torch.linalg.cross(rotated, a_v), a_v], -1)], 2).reshape(n, -1, 6)  # [N, 2L, 6]
+    weighted = jac * w.repeat_interleave(2, dim=1)[..., None]
+    hess = weighted.transpose(1, 2) @ jac
+    grad = (weighted.transpose(1, 2) @ residual.reshape(n, -1, 1))[..., 0]
+    return hess, grad
+
+
 def fit_poses(points, observed, rotation, translation, focal: float, cx: float, cy: float, *,
-              huber_px: float = float("inf"), weights=None, iterations: int = 20):
+              huber_px=float("inf"), weights=None, iterations: int = 20, tolerance: float | None = None):
     """Refine every frame's pose by batched Levenberg-Marquardt on the robust landmark cost.
+
+    Frames are independent, so they are solved ``CHUNK_FRAMES`` at a time: memory does not grow with the clip.
 
     Args:
         points: [L, 3] template points, torch float64 (metres).
@@ -123,41 +161,41 @@ def fit_poses(points, observed, rotation, translation, focal: float, cx: float, 
         rotation: [N, 3, 3] initial OpenCV head-to-camera rotations.
         translation: [N, 3] initial translations (metres, ``z > 0``).
         focal, cx, cy: pinhole intrinsics in pixels.
-        huber_px: Huber threshold in pixels (``inf`` = plain least squares).
+        huber_px: Huber threshold in pixels (``inf`` = plain least squares; a number or an [L] tensor).
         weights: optional [N, L] observation weights (0 drops an observation).
-        iterations: LM iterations.
+        iterations: LM iterations (at most, with ``tolerance``).
+        tolerance: stop early once no frame's step exceeds this (radians and metres): every frame has converged.
 
     Returns:
         ``(rotation [N, 3, 3], translation [N, 3], cost [N])`` with the per-frame robust cost.
     """
     import torch
 
-    weights = torch.ones(observed.shape[:2], dtype=observed.dtype, device=observed.device) \
-        if weights is None else weights
+    if weights is None:
+        weights = torch.ones(observed.shape[:2], dtype=observed.dtype, device=observed.device)
+    parts = [_fit_chunk(points, observed[rows], rotation[rows], translation[rows], focal, cx, cy, huber_px,
+                        weights[rows], iterations, tolerance)
+             for rows in (slice(first, first + CHUNK_FRAMES) for first in range(0, observed.shape[0], CHUNK_FRAMES))]
+    if not parts:
+        return rotation, translation, torch.zeros(0, dtype=observed.dtype, device=observed.device)
+    return tuple(torch.cat(values) for values in zip(*parts))
+
+
+def _fit_chunk(points, observed, rotation, translation, focal, cx, cy, huber_px, weights, iterations, tolerance):
+    """``fit_poses`` on one chunk of frames."""
+    import torch
+
     n = observed.shape[0]
     damping = torch.full((n, 1), 1e-3, dtype=observed.dtype, device=observed.device)
-    eye6 = torch.eye(6, dtype=observed.dtype, device=observed.device)
     cost, residual, cam, dist = _frame_costs(points, observed, rotation, translation, focal, cx, cy, huber_px,
                                              weights)
     for _ in range(iterations):
-        w = weights * _huber_weight(dist, huber_px)  # [N, L]
-        z = cam[..., 2].clamp_min(1e-6)
-        x_over_z, y_over_z = cam[..., 0] / z, cam[..., 1] / z
-        zeros = torch.zeros_like(z)
-        d_proj = torch.stack([
-            torch.stack([focal / z, zeros, -focal * x_over_z / z], -1),
-            torch.stack([zeros, focal / z, -focal * y_over_z / z], -1),
-        ], -2)  # [N, L, 2, 3] d(pixel)/d(camera point)
-        rotated = cam - translation[:, None, :]
-        # Left-multiplied rotation update R <- exp(d) R moves p by d x (R X) = -[R X]x d.
-        d_point = torch.cat([-_skew(rotated), eye6[:3, :3].expand(*rotated.shape[:-1], 3, 3)], -1)  # [N, L, 3, 6]
-        jac = (d_proj @ d_point).reshape(n, -1, 6)  # [N, 2L, 6]
-        weighted = jac * w.repeat_interleave(2, dim=1)[..., None]
-        hess = weighted.transpose(1, 2) @ jac
-        grad = (weighted.transpose(1, 2) @ residual.reshape(n, -1, 1))[..., 0]
+        hess, grad = pose_normal_equations(cam, residual, dist, translation, focal, huber_px, weights)
         diag = torch.diagonal(hess, dim1=-2, dim2=-1)
         system = hess + damping[..., None] * torch.diag_embed(diag + 1e-9)
         step = -torch.linalg.solve(system, grad)
+        if tolerance is not None and float(step.abs().max()) < tolerance:
+            break
         new_rotation = axis_angle_to_matrix(step[:, :3]) @ rotation
         new_translation = translation + step[:, 3:]
         new = _frame_costs(points, observed, new_rotation, new_translation, focal, cx, cy, huber_px, weights)

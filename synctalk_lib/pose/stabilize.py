@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -20,9 +21,6 @@ from synctalk_lib.pose.metrics import pose_metrics, reproj_px_per_frame
 from synctalk_lib.types import Clip, FaceTrack, HeadPose
 
 StepCallback = Callable[[int, int], None]
-
-SINGLE_THREAD_WORK = 400_000
-"""Frames x tracked points up to which the CPU fits run on one thread (see ``_fit_threads``)."""
 
 INTERPOLATED_FRAME_WEIGHT = 0.25
 """Weight of landmarks in frames where MediaPipe found no face and the capture interpolated them."""
@@ -61,16 +59,16 @@ def _reference_frame(rotation: np.ndarray, usable: np.ndarray) -> int:
 
 
 @contextlib.contextmanager
-def _fit_threads(device, work: int) -> Iterator[None]:
-    """Run small CPU fits on one torch thread (restored afterwards).
+def _fit_threads(device) -> Iterator[None]:
+    """Run the CPU fits on one torch thread (restored afterwards).
 
-    The fits are thousands of small tensor operations; on a busy machine, handing each to a thread pool costs far
-    more than it saves (a 50-frame clip took 55 s with 2 threads on a loaded 2-core machine, 5 s with 1). Large
-    problems (``work`` = frames x points above ``SINGLE_THREAD_WORK``) keep torch's setting.
+    The fits are thousands of small tensor operations (at most a chunk of frames at a time, whatever the clip's
+    length); on a busy machine, handing each to a thread pool costs far more than it saves (a 50-frame clip took
+    55 s with 2 threads on a loaded 2-core machine, 5 s with 1).
     """
     import torch
 
-    if device.type != "cpu" or work > SINGLE_THREAD_WORK:
+    if device.type != "cpu":
         yield
         return
     before = torch.get_num_threads()
@@ -127,13 +125,11 @@ def stabilize_head_pose(clip: Clip, track: FaceTrack, *, flow: str = "opencv",
     Returns:
         A ``HeadPose``; ``report()`` holds ``focal``, ``raw`` and ``adjusted`` metrics and ``seconds``.
     """
-    from synctalk_lib.pose.face_model import RIGID_LANDMARKS
-
     _check_inputs(clip, track)
     device = resolve_device(device)
     if not 0.0 <= smoothness <= 1000.0:
         raise InputError(f"smoothness must be between 0 and 1000, got {smoothness}")
-    with _fit_threads(device, clip.num_frames * (len(RIGID_LANDMARKS) + max_keypoints)):
+    with _fit_threads(device):
         return _stabilize(clip, track, flow=flow, models_dirs=models_dirs, focal_range=focal_range,
                           smoothness=smoothness, max_keypoints=max_keypoints, bundle_iterations=bundle_iterations,
                           device=device, on_step=on_step)
@@ -150,95 +146,137 @@ def _no_tracks(num_frames: int, ref_index: int, height: int, width: int, flow: s
                           flow=flow)
 
 
-def _stabilize(clip: Clip, track: FaceTrack, *, flow, models_dirs, focal_range, smoothness, max_keypoints,
-               bundle_iterations, device, on_step) -> HeadPose:
-    from synctalk_lib.pose.bundle_adjust import bundle_adjust
-    from synctalk_lib.pose.face_model import (RIGID_LANDMARKS, canonical_face, mediapipe_rotations,
-                                              subject_template)
-    from synctalk_lib.pose.keypoints import TooFewKeypoints, find_keypoint_tracks
+@dataclass(frozen=True)
+class _Rough:
+    """The rough fit and what it was fitted to (``N`` frames, ``L`` rigid landmarks)."""
+
+    fit: object
+    """``RoughFit`` of the subject's template at the searched focal length."""
+    search: object
+    """``RoughFit`` of the focal search with MediaPipe's canonical face."""
+    template: object
+    """The subject's ``FaceTemplate``."""
+    observed: np.ndarray
+    """[N, L, 2] rigid landmark pixels."""
+    frame_weight: np.ndarray
+    """[N] landmark weight per frame (lower where the face was interpolated)."""
+
+
+def _rough_fit(clip: Clip, track: FaceTrack, *, models_dirs, focal_range, device, progress: _Progress) -> _Rough:
+    """Focal length and first poses with MediaPipe's canonical (mean) face, then the subject's own template."""
+    from synctalk_lib.pose.face_model import RIGID_LANDMARKS, canonical_face, mediapipe_rotations, subject_template
     from synctalk_lib.pose.rough_tracker import fit_fixed_focal, track_rough
 
-    started = time.perf_counter()
-    progress = _Progress(on_step)
     width, height = clip.width, clip.height
-    cx, cy = width / 2.0, height / 2.0
     rigid = np.asarray(RIGID_LANDMARKS, np.int64)
     observed = np.asarray(track.landmarks[:, rigid, :2], np.float64)
     found = np.asarray(track.face_found, bool)
     frame_weight = np.where(found, 1.0, INTERPOLATED_FRAME_WEIGHT)
-
-    # Focal length and first poses with MediaPipe's canonical (mean) face, then the subject's own template.
     canonical = canonical_face(models_dirs)
     search = track_rough(canonical[rigid], observed, mediapipe_rotations(track), width=width, height=height,
                          focal_range=focal_range, weights=frame_weight, device=device,
                          on_step=progress.stage("rough"))
-    template = subject_template(track.landmarks, search.rotation, search.translation, search.focal, cx, cy,
-                                canonical, weights=found.astype(float))
-    rough = fit_fixed_focal(template.rigid_points, observed, search.rotation, search.focal, width=width,
-                            height=height, huber_px=search.huber_px, weights=frame_weight, device=device)
+    template = subject_template(track.landmarks, search.rotation, search.translation, search.focal, width / 2.0,
+                                height / 2.0, canonical, weights=found.astype(float))
+    fit = fit_fixed_focal(template.rigid_points, observed, search.rotation, search.focal, width=width,
+                          height=height, huber_px=search.huber_px, weights=frame_weight, device=device)
     progress.stage("template")(1, 1)
-    seconds_rough = time.perf_counter() - started
+    return _Rough(fit=fit, search=search, template=template, observed=observed, frame_weight=frame_weight)
 
-    ref_index = _reference_frame(rough.rotation, np.asarray(track.face_found, bool))
-    notes = []
+
+def _keypoint_tracks(clip: Clip, track: FaceTrack, ref_index: int, *, flow, models_dirs, device, max_keypoints,
+                     progress: _Progress, notes: list[str]):
+    from synctalk_lib.pose.keypoints import TooFewKeypoints, find_keypoint_tracks
+
     try:
-        tracks = find_keypoint_tracks(clip.frame, clip.num_frames, track.landmarks, ref_index, flow=flow,
-                                      models_dirs=models_dirs, device=device, max_points=max_keypoints,
-                                      on_step=progress.stage("keypoints"))
+        return find_keypoint_tracks(clip.frame, clip.num_frames, track.landmarks, ref_index, flow=flow,
+                                    models_dirs=models_dirs, device=device, max_points=max_keypoints,
+                                    on_step=progress.stage("keypoints"))
     except TooFewKeypoints as exc:
         # Small or soft frames: adjust with the rigid landmarks alone rather than refuse the clip.
-        tracks = _no_tracks(clip.num_frames, ref_index, height, width, flow)
         notes.append(f"{exc}; bundle adjustment used the rigid landmarks only")
-    seconds_tracks = time.perf_counter() - started - seconds_rough
+        return _no_tracks(clip.num_frames, ref_index, clip.height, clip.width, flow)
 
-    bundle = bundle_adjust(focal=rough.focal, cx=cx, cy=cy, rotation=rough.rotation, translation=rough.translation,
-                           landmarks2d=observed, template=template.rigid_points, tracks2d=tracks.tracks,
-                           track_valid=tracks.valid, ref_index=ref_index, landmark_weights=frame_weight,
-                           smoothness=smoothness, stage2_iterations=bundle_iterations, device=device,
-                           on_step=progress.stage("bundle"))
+
+def _stabilize(clip: Clip, track: FaceTrack, *, flow, models_dirs, focal_range, smoothness, max_keypoints,
+               bundle_iterations, device, on_step) -> HeadPose:
+    from synctalk_lib.pose.bundle_adjust import bundle_adjust
+
+    seconds = {"started": time.perf_counter()}
+    progress = _Progress(on_step)
+    rough = _rough_fit(clip, track, models_dirs=models_dirs, focal_range=focal_range, device=device,
+                       progress=progress)
+    seconds["rough"] = time.perf_counter()
+    ref_index = _reference_frame(rough.fit.rotation, np.asarray(track.face_found, bool))
+    notes: list[str] = []
+    tracks = _keypoint_tracks(clip, track, ref_index, flow=flow, models_dirs=models_dirs, device=device,
+                              max_keypoints=max_keypoints, progress=progress, notes=notes)
+    seconds["keypoints"] = time.perf_counter()
+    bundle = bundle_adjust(focal=rough.fit.focal, cx=clip.width / 2.0, cy=clip.height / 2.0,
+                           rotation=rough.fit.rotation, translation=rough.fit.translation,
+                           landmarks2d=rough.observed, template=rough.template.rigid_points,
+                           tracks2d=tracks.tracks, track_valid=tracks.valid, ref_index=ref_index,
+                           landmark_weights=rough.frame_weight, smoothness=smoothness,
+                           stage2_iterations=bundle_iterations, device=device, on_step=progress.stage("bundle"))
+    seconds["bundle"] = time.perf_counter()
+    return _head_pose(clip, rough, tracks, bundle, seconds, notes, flow=flow, smoothness=smoothness, device=device)
+
+
+def _head_pose(clip: Clip, rough: _Rough, tracks, bundle, seconds: dict[str, float], notes: list[str], *, flow,
+               smoothness, device) -> HeadPose:
+    """Camera-to-world poses in the pack's convention, with the raw and adjusted metrics in the report."""
+    focal, cx, cy = rough.fit.focal, clip.width / 2.0, clip.height / 2.0
 
     def landmarks_in_image(rotation: np.ndarray, translation: np.ndarray, points: np.ndarray) -> np.ndarray:
         cam = np.einsum("nij,lj->nli", rotation, points) + translation[:, None, :]
-        return project(cam, rough.focal, cx, cy)
+        return project(cam, focal, cx, cy)
 
-    raw_c2w = opencv_to_nerf(rough.rotation, rough.translation)
+    raw_c2w = opencv_to_nerf(rough.fit.rotation, rough.fit.translation)
     c2w = opencv_to_nerf(bundle.rotation, bundle.translation)
-    raw_proj = landmarks_in_image(rough.rotation, rough.translation, template.rigid_points)
+    raw_proj = landmarks_in_image(rough.fit.rotation, rough.fit.translation, rough.template.rigid_points)
     adj_proj = landmarks_in_image(bundle.rotation, bundle.translation, bundle.landmarks3d)
-    seconds = time.perf_counter() - started
-    report = {
-        "focal": round(rough.focal, 3),
-        "raw": pose_metrics(raw_c2w, raw_proj, observed),
-        "adjusted": pose_metrics(c2w, adj_proj, observed),
-        "seconds": round(seconds, 3),
-        "stage_seconds": {"rough": round(seconds_rough, 3), "keypoints": round(seconds_tracks, 3),
-                          "bundle": round(seconds - seconds_rough - seconds_tracks, 3)},
-        "flow": flow,
-        "smoothness": float(smoothness),
-        "device": str(device),
-        "frames": clip.num_frames,
-        "reference_frame": ref_index,
-        "rigid_landmarks": int(len(template.rigid)),
-        "keypoints": {"selected": int(len(tracks.points)), "kept": int(bundle.kept_tracks.sum()),
-                      "valid_observations": round(float(tracks.valid.mean()), 4)},
-        "noise_px": {"landmarks": round(bundle.sigma_landmark_px, 4), "tracks": round(bundle.sigma_track_px, 4)},
-        "focal_search": {"range": [round(search.focal_costs[0][0], 2), round(search.focal_costs[-1][0], 2)],
-                         "evaluated": len(search.focal_costs), "at_range_edge": bool(search.at_range_edge),
-                         "canonical_reproj_px": round(float(search.residual_px.mean()), 4)},
-        "template": {"spread_mm": round(template.spread_mm, 3), "frames_used": template.frames_used},
-        "head_depth_m": round(float(np.mean(bundle.translation[:, 2])), 4),
-    }
-    if search.at_range_edge:
-        notes.append(f"the focal length {rough.focal:.0f} px is at the edge of the searched range; pass a wider "
+    report = _report(clip, rough, tracks, bundle, seconds, flow=flow, smoothness=smoothness, device=device)
+    report["raw"] = pose_metrics(raw_c2w, raw_proj, rough.observed)
+    report["adjusted"] = pose_metrics(c2w, adj_proj, rough.observed)
+    if rough.search.at_range_edge:
+        notes.append(f"the focal length {focal:.0f} px is at the edge of the searched range; pass a wider "
                      "focal_range")
     if report["adjusted"]["reproj_px"] > 1.1 * report["raw"]["reproj_px"]:
         notes.append("the adjusted poses fit the landmarks more than 10 % worse than the raw fit; lower smoothness")
     if notes:
         report["notes"] = notes
-    return HeadPose(focal=float(rough.focal), cx=cx, cy=cy, width=width, height=height, c2w=c2w.astype(np.float32),
-                    keypoints=bundle.keypoints3d.astype(np.float32),
-                    reproj_error=reproj_px_per_frame(adj_proj, observed), report_json=json.dumps(report),
+    return HeadPose(focal=float(focal), cx=cx, cy=cy, width=clip.width, height=clip.height,
+                    c2w=c2w.astype(np.float32), keypoints=bundle.keypoints3d.astype(np.float32),
+                    reproj_error=reproj_px_per_frame(adj_proj, rough.observed), report_json=json.dumps(report),
                     landmarks3d=bundle.landmarks3d.astype(np.float32))
+
+
+def _report(clip: Clip, rough: _Rough, tracks, bundle, seconds: dict[str, float], *, flow, smoothness,
+            device) -> dict:
+    search = rough.search
+    stage_seconds = {name: round(seconds[name] - seconds[before], 3)
+                     for before, name in zip(("started", "rough", "keypoints"), ("rough", "keypoints", "bundle"))}
+    return {
+        "focal": round(rough.fit.focal, 3),
+        "raw": {}, "adjusted": {},
+        "seconds": round(seconds["bundle"] - seconds["started"], 3),
+        "stage_seconds": stage_seconds,
+        "flow": flow,
+        "smoothness": float(smoothness),
+        "device": str(device),
+        "frames": clip.num_frames,
+        "reference_frame": tracks.ref_index,
+        "rigid_landmarks": int(len(rough.template.rigid)),
+        "keypoints": {"selected": int(len(tracks.points)), "kept": int(bundle.kept_tracks.sum()),
+                      "valid_observations": round(float(tracks.valid.mean()), 4) if tracks.valid.size else 0.0},
+        "bundle_joint_frames": int(bundle.joint_frames),
+        "noise_px": {"landmarks": round(bundle.sigma_landmark_px, 4), "tracks": round(bundle.sigma_track_px, 4)},
+        "focal_search": {"range": [round(search.focal_costs[0][0], 2), round(search.focal_costs[-1][0], 2)],
+                         "evaluated": len(search.focal_costs), "at_range_edge": bool(search.at_range_edge),
+                         "canonical_reproj_px": round(float(search.residual_px.mean()), 4)},
+        "template": {"spread_mm": round(rough.template.spread_mm, 3), "frames_used": rough.template.frames_used},
+        "head_depth_m": round(float(np.mean(bundle.translation[:, 2])), 4),
+    }
 
 
 def format_pose_report(pose: HeadPose) -> str:
