@@ -21,6 +21,13 @@ def load_subject(folder) -> Subject:
     return SubjectDir(folder).load_subject()
 
 
+def evaluate(model, subject: Subject, **options):
+    """Score ``model`` on its ``subject``: held-out frames and drives (see ``synctalk_lib.metrics.evaluation``)."""
+    from synctalk_lib.metrics.evaluation import evaluate_model
+
+    return evaluate_model(model, subject, **options)
+
+
 def render(model, features, **options):
     """Render ``model`` speaking ``features`` in chunks (see ``synctalk_lib.nerf.inference.render_frames``)."""
     from synctalk_lib.nerf.inference import render_frames
@@ -28,5 +35,5 @@ def render(model, features, **options):
     return render_frames(model, features, **options)
 
 
-__all__ = ["DemoResult", "DriveResult", "PreprocessSettings", "Subject", "demo", "drive", "encode", "load_model",
-           "load_speech", "load_subject", "preprocess", "render", "train"]
+__all__ = ["DemoResult", "DriveResult", "PreprocessSettings", "Subject", "demo", "drive", "encode", "evaluate",
+           "load_model", "load_speech", "load_subject", "preprocess", "render", "train"]
