@@ -258,20 +258,18 @@ class _Run:
         with self.progress(f"Rendering held-out frames ({variant} audio)") as on_step:
             chunks = list(render_frames(self.model, features, frames=frames, device=self.device, on_step=on_step))
         seconds = time.perf_counter() - started
-        pred = np.concatenate([c.rgb for c in chunks])
+        views = {"head": np.concatenate([c.rgb for c in chunks])}
+        if self.portrait:
+            views["portrait"] = portrait_frames(views["head"], np.concatenate([c.alpha for c in chunks]), frames,
+                                                self.subject.clip, self.subject.track)
         real = np.stack([self.subject.clip.frame(i) for i in frames])
         boxes = [self.boxes[i] for i in frames]
-        for k, frame in enumerate(pred):
-            self.keep(f"heldout_{variant}_head", k, len(pred), frame)
-        head = scorer.score(pred, real, boxes, label=f"held-out {variant} head")
-        blended = None
-        if self.portrait:
-            blended = portrait_frames(pred, np.concatenate([c.alpha for c in chunks]), frames, self.subject.clip,
-                                      self.subject.track)
-            for k, frame in enumerate(blended):
-                self.keep(f"heldout_{variant}_portrait", k, len(blended), frame)
-        portrait = scorer.score(blended, real, boxes, label=f"held-out {variant} portrait") if self.portrait else None
-        return HeldOutScores(audio=variant, frames=list(frames), head=head, portrait=portrait,
+        scores: dict[str, FrameScores] = {}
+        for view, images in views.items():
+            for k, frame in enumerate(images):
+                self.keep(f"heldout_{variant}_{view}", k, len(images), frame)
+            scores[view] = scorer.score(images, real, boxes, label=f"held-out {variant} {view}", frames=frames)
+        return HeldOutScores(audio=variant, frames=list(frames), head=scores["head"], portrait=scores.get("portrait"),
                              render_seconds=round(seconds, 2))
 
     def real_clip(self, max_lag: int) -> RealClipScores:

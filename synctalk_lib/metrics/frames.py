@@ -77,12 +77,13 @@ class FrameScorer:
         return self._landmarker
 
     def score(self, pred: np.ndarray, real: np.ndarray, boxes: Sequence[Box] | None = None,
-              label: str = "") -> FrameScores:
+              label: str = "", frames: Sequence[int] | None = None) -> FrameScores:
         """Scores of ``[F, H, W, 3]`` rendered frames against the real ones (uint8, or float in 0..1).
 
         Args:
             boxes: the face box of each frame for the sharpness measures (None: the whole frame).
             label: prefixes the notes this call adds (e.g. "portrait").
+            frames: the clip's frame numbers of the pairs, for the notes (default 0..F-1).
         """
         from synctalk_lib.metrics import psnr_per_frame, ssim_per_frame
         from synctalk_lib.metrics.sharpness import sharpness
@@ -98,16 +99,17 @@ class FrameScorer:
             lpips = float(np.mean(per_frame["lpips"]))
         lmd = jaw_r = None
         if self.with_lmd:
-            lmd, jaw_r = self._mouth(pred, real, per_frame, label)
+            lmd, jaw_r = self._mouth(pred, real, per_frame, label, frames)
         sharp = sharpness(pred, real, boxes)
         per_frame["laplacian_ratio"] = [clean_number(v) for v in sharp.per_frame_ratio]
         per_frame["highpass_correlation"] = [clean_number(v) for v in sharp.per_frame_correlation]
         return FrameScores(psnr=clean_number(float(np.mean(psnr))), ssim=clean_number(float(np.mean(ssim))),
-                           lpips=clean_number(lpips), lmd=clean_number(lmd), jaw_r=clean_number(jaw_r), laplacian_ratio=clean_number(sharp.laplacian_ratio),
+                           lpips=clean_number(lpips), lmd=clean_number(lmd), jaw_r=clean_number(jaw_r),
+                           laplacian_ratio=clean_number(sharp.laplacian_ratio),
                            highpass_correlation=clean_number(sharp.highpass_correlation), per_frame=per_frame)
 
-    def _mouth(self, pred: np.ndarray, real: np.ndarray, per_frame: dict[str, list],
-               label: str) -> tuple[float | None, float | None]:
+    def _mouth(self, pred: np.ndarray, real: np.ndarray, per_frame: dict[str, list], label: str,
+               frames: Sequence[int] | None) -> tuple[float | None, float | None]:
         from synctalk_lib.metrics.lipsync import pearson
         from synctalk_lib.metrics.lmd import mouth_landmark_distance
 
@@ -117,8 +119,9 @@ class FrameScorer:
         per_frame["real_jaw_open"] = [clean_number(v) for v in result.target_jaw_open]
         if result.skipped:
             prefix = f"{label}: " if label else ""
-            self.notes.append(f"{prefix}LMD skipped frames {list(result.skipped)} (no face found in the render or "
-                              "the real frame)")
+            skipped = [int(frames[i]) for i in result.skipped] if frames is not None else list(result.skipped)
+            self.notes.append(f"{prefix}LMD skipped frames {skipped} (no face found in the render or the real "
+                              "frame)")
         return result.lmd, pearson(np.asarray(result.pred_jaw_open), np.asarray(result.target_jaw_open))
 
     def close(self) -> None:
