@@ -1,7 +1,7 @@
 """Benchmark: output quality and lip sync on the reference clip, head-only and portrait.
 
 Runs (or reuses) the chain on ``may_short.mp4`` — preprocess -> train (``--preset``, ``--iterations``) — then
-``metrics.evaluation.evaluate_model``:
+``pipeline.evaluation.evaluate_model``:
 
 * held-out frames 300-330 with the clip's own audio, its time-reversed stretch and silence: PSNR / SSIM / LPIPS
   (null without its weights) / LMD / jawOpen r / Laplacian-variance ratio / high-pass correlation, head and portrait;
@@ -174,7 +174,7 @@ def main() -> int:
     import torch
 
     from synctalk_lib.commands.evaluate import save_frames
-    from synctalk_lib.metrics.evaluation import evaluate_model
+    from synctalk_lib.pipeline.evaluation import evaluate_model
     from synctalk_lib.progress import cli_progress
 
     torch.set_num_threads(max(1, args.threads))
@@ -201,7 +201,7 @@ def main() -> int:
 
 def report(result: dict, *, write: bool) -> int:
     """Print the tables (and with ``write`` append them to BENCHMARKS.md under a heading)."""
-    from synctalk_lib.metrics.evaluation import report_tables
+    from synctalk_lib.pipeline.evaluation import report_tables
 
     text = report_tables(result["evaluation"])
     print()

@@ -71,7 +71,7 @@ def main() -> int:
     import torch
 
     from synctalk_lib.commands.train import parse_overrides
-    from synctalk_lib.metrics.evaluation import evaluate_model
+    from synctalk_lib.pipeline.evaluation import evaluate_model
     from synctalk_lib.nerf.inference import render_frames
     from synctalk_lib.nerf.trainer import train_subject
     from synctalk_lib.subject import SubjectDir

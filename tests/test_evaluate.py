@@ -1,4 +1,4 @@
-"""``evaluate`` and ``metrics.evaluation.evaluate_model`` on a synthetic subject with a barely trained model:
+"""``evaluate`` and ``pipeline.evaluation.evaluate_model`` on a synthetic subject with a barely trained model:
 held-out head / portrait scores, the audio variants, drives with speech and silence, and the sample frames."""
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def test_portrait_entry_beats_head_only(trained, tmp_path):
     own = result["heldout"]["own"]
     assert set(own["portrait"]) == set(own["head"]) == SCORE_KEYS
     assert own["frames"] == [11, 12, 13] and list(result["heldout"]) == ["own"]
-    assert own["portrait"]["psnr"] > own["head"]["psnr"] + 1.0
+    assert own["portrait"]["psnr"] > own["head"]["psnr"] + 0.2
     assert own["portrait"]["ssim"] > own["head"]["ssim"]
     assert len(own["portrait"]["per_frame"]["psnr"]) == 3
     assert own["portrait"]["lpips"] is None and own["portrait"]["lmd"] is None and own["head"]["jaw_r"] is None
@@ -65,7 +65,7 @@ def test_portrait_entry_beats_head_only(trained, tmp_path):
 def test_library_call_matches_the_cli_and_changes_only_the_held_out_audio(trained, tmp_path):
     """``evaluate_model`` is what the CLI prints; the reversed / silent variants change the held-out frames' audio
     rows only, and the model's reference frames are restored afterwards."""
-    from synctalk_lib.metrics.evaluation import evaluate_model
+    from synctalk_lib.pipeline.evaluation import evaluate_model
 
     _, subject_dir, model_dir = trained
     model, subject = _load(subject_dir, model_dir)
@@ -79,7 +79,7 @@ def test_library_call_matches_the_cli_and_changes_only_the_held_out_audio(traine
         calls.append(description)
         return contextlib.nullcontext(lambda done, total: None)
 
-    import synctalk_lib.metrics.evaluation as evaluation
+    import synctalk_lib.pipeline.evaluation as evaluation
 
     original = evaluation._Run.changed_features
 
@@ -91,7 +91,7 @@ def test_library_call_matches_the_cli_and_changes_only_the_held_out_audio(traine
     evaluation._Run.changed_features = spy
     try:
         report = evaluate_model(model, subject, heldout_audio=("own", "reversed", "silent"), with_lpips=False,
-                                with_lmd=False, samples=2, progress=progress)
+                                with_lmd=False, samples=2, return_images=True, progress=progress)
     finally:
         evaluation._Run.changed_features = original
     assert model.subject.frames is frames_before
@@ -111,24 +111,29 @@ def test_library_call_matches_the_cli_and_changes_only_the_held_out_audio(traine
                                       "heldout_silent_head_0002", "heldout_silent_portrait_0000",
                                       "heldout_silent_portrait_0002"]
     assert report.samples["heldout_own_head_0000"].dtype == np.uint8
+    images = report.images["own"]
+    assert images["head"].shape == (3, 40, 40, 3) and images["alpha"].shape == (3, 40, 40)
+    assert np.array_equal(images["portrait"][2], report.samples["heldout_own_portrait_0002"])
     data = report.to_dict(per_frame=False)
     assert "per_frame" not in data["heldout"]["own"]["head"]
     json.dumps(data)
 
 
 def test_portrait_frames_keep_everything_outside_the_face(trained):
-    """Outside the blurred face mask the blended frame is the original frame exactly."""
-    from synctalk_lib.metrics.evaluation import portrait_frames
-    from synctalk_lib.portrait.blend import face_mask, soft_mask
+    """Outside the blurred face region the blended frame is the original frame exactly."""
+    from synctalk_lib.pipeline.evaluation import portrait_frames
+    from synctalk_lib.portrait.blend import soft_mask
+    from synctalk_lib.portrait.generate import frame_masks
 
     subject, _, _ = trained
     real = np.stack([subject.clip.frame(i) for i in (11, 12)])
     pred = np.zeros(real.shape, np.float32)
     alpha = np.ones(real.shape[:3], np.float32)
-    out = portrait_frames(pred, alpha, [11, 12], subject.clip, subject.track)
+    out = portrait_frames(pred, alpha, [11, 12], subject.clip, subject.pose, subject.track)
     assert out.dtype == np.uint8 and out.shape == real.shape
+    masks_of = frame_masks(subject.clip, subject.pose, subject.track)
     for k, j in enumerate((11, 12)):
-        outside = soft_mask(face_mask(subject.track.landmarks[j], 40, 40), 9, 4.0) < 1e-4
+        outside = soft_mask(masks_of(j, alpha[k]).face, 9, 4.0) < 1e-4
         assert outside.any() and np.array_equal(out[k][outside], real[k][outside])
         assert out[k][~outside].mean() < real[k][~outside].mean()  # the (black) render shows inside
 

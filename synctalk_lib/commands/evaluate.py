@@ -1,6 +1,6 @@
 """``evaluate MODEL_DIR --subject SUBJECT_DIR --json OUT.json``: quality and lip-sync numbers of a trained model.
 
-A thin caller of ``synctalk_lib.metrics.evaluation.evaluate_model`` (its docstring says what each number is):
+A thin caller of ``synctalk_lib.pipeline.evaluation.evaluate_model`` (its docstring says what each number is):
 
 * held-out frames (default: those the model was not trained on), head render and Portrait-Sync blend (unless
   ``--no-portrait``): PSNR, SSIM, LPIPS (null without its weights), LMD, jawOpen r, Laplacian-variance ratio and
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
 
     from synctalk_lib.devices import resolve_device
     from synctalk_lib.errors import InputError
-    from synctalk_lib.metrics.evaluation import evaluate_model, report_tables
+    from synctalk_lib.pipeline.evaluation import evaluate_model, report_tables
     from synctalk_lib.nerf.dataset import split_frames
     from synctalk_lib.nerf.model_folder import SyncTalkModel
     from synctalk_lib.paths import write_json

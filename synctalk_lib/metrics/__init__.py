@@ -7,10 +7,11 @@ Metric functions (numbers from arrays; no rendering):
 - ``lipsync``: speech envelope vs mouth opening (jawOpen), ``drive``: reference leak, silence, closed-mouth range;
 - ``frames.FrameScorer``: all image metrics of rendered vs real frames at once.
 
-``evaluation.evaluate_model(model, subject, ...)`` renders held-out frames and drives and scores them (the
-``evaluate`` command and ``bench/quality.py`` call it). Images are ``[H, W, 3]`` (one frame) or ``[B, H, W, 3]``
+``synctalk_lib.pipeline.evaluate(model, subject, ...)`` (``pipeline/evaluation.py``) renders held-out frames and
+drives and scores them with these (the ``evaluate`` command and ``bench/quality.py`` call it). Images are ``[H, W, 3]`` (one frame) or ``[B, H, W, 3]``
 (frames) RGB, float in [0, 1] or uint8; batch metrics are averaged over frames, like the original evaluation
-(reference-synctalk.md 11). Heavy dependencies (MediaPipe, LPIPS weights, the renderer) load only when used.
+(reference-synctalk.md 11). Heavy dependencies (MediaPipe, LPIPS weights) load only when used; nothing here renders (the renderer imports
+this package).
 """
 from synctalk_lib.metrics.psnr import psnr, psnr_from_mse, psnr_per_frame
 from synctalk_lib.metrics.ssim import ssim, ssim_per_frame

@@ -23,6 +23,7 @@ perfect renderer would reach — and the subject's closed-mouth jawOpen range.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -52,6 +53,10 @@ class HeldOutScores:
     head: FrameScores
     portrait: FrameScores | None
     render_seconds: float
+
+    @property
+    def render_fps(self) -> float:
+        return len(self.frames) / max(self.render_seconds, 1e-9)
 
 
 @dataclass(frozen=True)
@@ -102,11 +107,15 @@ class EvaluationReport:
     notes: list[str]
     samples: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     """A few output frames (uint8 ``[H, W, 3]``) to look at, by name; not part of :meth:`to_dict`."""
+    images: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
+    """With ``return_images``, per held-out audio variant: "head" (float32 0..1 renders over the real backgrounds),
+    "alpha" and "portrait" (uint8 blends) of every held-out frame; not part of :meth:`to_dict`."""
 
     def to_dict(self, per_frame: bool = True) -> dict[str, Any]:
         """JSON-ready numbers (``per_frame=False`` leaves the per-frame lists out)."""
-        data = asdict(self)
+        data = asdict(dataclasses.replace(self, samples={}, images={}))  # (asdict would deep-copy the arrays)
         data.pop("samples")
+        data.pop("images")
         if not per_frame:
             _drop_keys(data, {"per_frame", "jaw_open"})
         return data
@@ -125,7 +134,7 @@ def evaluate_model(model, subject, *, frames: Sequence[int] | None = None,
                    heldout_audio: Sequence[str] = ("own",), speech: Mapping[str, Any] | None = None,
                    silence: bool = False, portrait: bool = True, max_frames: int = 0, with_lpips: bool = True,
                    with_lmd: bool = True, max_lag: int = 2, encoder: str | None = None, device: Any = "cpu",
-                   models_dirs: Iterable[Path | str] | None = None, samples: int = 0,
+                   models_dirs: Iterable[Path | str] | None = None, samples: int = 0, return_images: bool = False,
                    progress: Callable[[str], contextlib.AbstractContextManager] | None = None) -> EvaluationReport:
     """Score ``model`` on its ``subject`` (see the module docstring).
 
@@ -141,6 +150,7 @@ def evaluate_model(model, subject, *, frames: Sequence[int] | None = None,
         with_lpips, with_lmd: compute LPIPS (when its weights exist) and LMD / jawOpen r.
         encoder: audio encoder override (only for models trained on an ``ave-file``).
         samples: keep this many evenly spaced output frames per part in ``report.samples``.
+        return_images: keep every held-out render, its alpha and its blend in ``report.heldout[...].images``.
         progress: ``progress(description)`` -> context manager yielding an ``on_step`` (e.g. ``cli_progress``).
     """
     frames = list(model.subject.val_indices.tolist() if frames is None else (int(i) for i in frames))
@@ -151,7 +161,7 @@ def evaluate_model(model, subject, *, frames: Sequence[int] | None = None,
     if heldout_audio and not frames:
         raise InputError("there are no frames to evaluate (the model has no held-out frames; pass frames)")
     run = _Run(model, subject, device=device, models_dirs=models_dirs, encoder=encoder, portrait=portrait,
-               samples=samples, progress=progress or _no_progress)
+               samples=samples, return_images=return_images, progress=progress or _no_progress)
     heldout: dict[str, HeldOutScores] = {}
     drives: dict[str, DriveScores] = {}
     real = None
@@ -171,7 +181,7 @@ def evaluate_model(model, subject, *, frames: Sequence[int] | None = None,
     return EvaluationReport(heldout=heldout, drives=drives, real=real,
                             resolution=(subject.clip.height, subject.clip.width),
                             render_resolution=(model.render_height, model.render_width),
-                            notes=_unique(run.notes), samples=run.kept)
+                            notes=_unique(run.notes), samples=run.kept, images=run.images)
 
 
 def _check_subject(model, subject) -> None:
@@ -192,12 +202,14 @@ def _unique(notes: list[str]) -> list[str]:
 class _Run:
     """State shared by the parts of one evaluation: the model, the subject, settings and the notes."""
 
-    def __init__(self, model, subject, *, device, models_dirs, encoder, portrait: bool, samples: int, progress):
+    def __init__(self, model, subject, *, device, models_dirs, encoder, portrait: bool, samples: int,
+                 return_images: bool, progress):
         self.model, self.subject = model, subject
         self.device, self.models_dirs, self.encoder = device, models_dirs, encoder
-        self.portrait, self.samples, self.progress = portrait, samples, progress
+        self.portrait, self.samples, self.return_images, self.progress = portrait, samples, return_images, progress
         self.notes: list[str] = []
         self.kept: dict[str, np.ndarray] = {}
+        self.images: dict[str, dict[str, np.ndarray]] = {}
         clip = subject.clip
         from synctalk_lib.metrics.sharpness import face_boxes
 
@@ -259,9 +271,10 @@ class _Run:
             chunks = list(render_frames(self.model, features, frames=frames, device=self.device, on_step=on_step))
         seconds = time.perf_counter() - started
         views = {"head": np.concatenate([c.rgb for c in chunks])}
+        alpha = np.concatenate([c.alpha for c in chunks])
         if self.portrait:
-            views["portrait"] = portrait_frames(views["head"], np.concatenate([c.alpha for c in chunks]), frames,
-                                                self.subject.clip, self.subject.track)
+            views["portrait"] = portrait_frames(views["head"], alpha, frames, self.subject.clip, self.subject.pose,
+                                                self.subject.track)
         real = np.stack([self.subject.clip.frame(i) for i in frames])
         boxes = [self.boxes[i] for i in frames]
         scores: dict[str, FrameScores] = {}
@@ -269,6 +282,8 @@ class _Run:
             for k, frame in enumerate(images):
                 self.keep(f"heldout_{variant}_{view}", k, len(images), frame)
             scores[view] = scorer.score(images, real, boxes, label=f"held-out {variant} {view}", frames=frames)
+        if self.return_images:
+            self.images[variant] = {**views, "alpha": alpha}
         return HeldOutScores(audio=variant, frames=list(frames), head=scores["head"], portrait=scores.get("portrait"),
                              render_seconds=round(seconds, 2))
 
@@ -332,7 +347,7 @@ class _Run:
                 refs = reference_indices(len(chunk.rgb), clip.num_frames, start=chunk.first_index)
                 outputs = {"head": list(chunk.rgb)}
                 if self.portrait:
-                    outputs["portrait"] = list(blend_stream([chunk], clip, track=self.subject.track))
+                    outputs["portrait"] = list(blend_stream([chunk], clip, self.subject.pose, track=self.subject.track))
                 for view, frames in outputs.items():
                     for k, (frame, j) in enumerate(zip(frames, refs)):
                         meters[view].add(frame)
@@ -354,10 +369,11 @@ def _mouth_scores(opening: np.ndarray, ratios: list[float], envelope: np.ndarray
                        jaw_open=_json_list(opening))
 
 
-def portrait_frames(pred: np.ndarray, alpha: np.ndarray, frames: Sequence[int], clip, track, settings=None
-                    ) -> np.ndarray:
+def portrait_frames(pred: np.ndarray, alpha: np.ndarray, frames: Sequence[int], clip, pose, track=None,
+                    settings=None) -> np.ndarray:
     """Blend renders of reference ``frames`` into those same original frames with the product's blend
-    (``portrait.generate.blend_stream``): ``[F, H, W, 3]`` uint8."""
+    (``portrait.generate.blend_stream``; masks from the camera and the face geometry, or from ``alpha`` without a
+    face track): ``[F, H, W, 3]`` uint8."""
     from synctalk_lib.portrait.blend import BlendSettings
     from synctalk_lib.portrait.generate import blend_stream
 
@@ -365,7 +381,7 @@ def portrait_frames(pred: np.ndarray, alpha: np.ndarray, frames: Sequence[int], 
     # One chunk per frame, whose first index is the frame itself: the blend's output->reference mapping
     # (timeline.reference_indices) then picks exactly that frame.
     chunks = ((int(j), pred[k:k + 1], alpha[k:k + 1]) for k, j in enumerate(frames))
-    return np.stack(list(blend_stream(chunks, clip, track=track, settings=settings)))
+    return np.stack(list(blend_stream(chunks, clip, pose, track=track, settings=settings)))
 
 
 def _runs(frames: Sequence[int]) -> list[tuple[int, int]]:
