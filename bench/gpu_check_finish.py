@@ -30,9 +30,9 @@ def finish(results: Path, bundle: Path, models_dirs: list[Path]) -> dict:
     """LMD (head, portrait) and the PSNR cross-check of the renders in ``results``."""
     from gpu_check_train import rebuild_subject
 
-    from synctalk_lib.commands.evaluate import portrait_frames
     from synctalk_lib.metrics import psnr_per_frame
     from synctalk_lib.metrics.lmd import mouth_landmark_distance
+    from synctalk_lib.pipeline.evaluation import portrait_frames
     from synctalk_lib.subject import SubjectDir
 
     renders = np.load(results / "heldout_renders.npz")
@@ -45,7 +45,7 @@ def finish(results: Path, bundle: Path, models_dirs: list[Path]) -> dict:
         real = np.stack([clip.frame(i) for i in frames])
         real_f = real.astype(np.float32) / 255.0
         head_f = head.astype(np.float32) / 255.0
-        portrait = portrait_frames(head_f, alpha, real_f, frames, clip, pose, track)
+        portrait = portrait_frames(head_f, alpha, frames, clip, pose, track).astype(np.float32) / 255.0
     out = {"frames": frames, "clip_check": clip_check}
     for mode, images in (("head", head_f), ("portrait", portrait)):
         lmd = mouth_landmark_distance(images, real, models_dirs=models_dirs)

@@ -8,10 +8,8 @@ held-out evaluation (frames 300-330).
 3. The run: the standard preset with its step count scaled to the time left (both stages in the preset's ratio,
    so the learning-rate schedule and the fine stage happen as in a full run), stopped early only if it overruns.
 4. ``evaluate`` on the held-out frames: PSNR / SSIM (head over the real background, and portrait), LPIPS when its
-   weights are present, sharpness (below); LMD needs MediaPipe, which the GPU machine lacks: the renders go back
+   weights are present, sharpness (``metrics.sharpness``); LMD needs MediaPipe, which the GPU machine lacks: the renders go back
    as ``heldout_renders.npz`` and ``bench/gpu_check_finish.py`` computes LMD from them on a CPU machine.
-
-Sharpness is computed here by :func:`sharpness` until the metrics package has it (then swap the call).
 """
 from __future__ import annotations
 
@@ -130,56 +128,6 @@ def train_timeboxed(data, config, device, seconds: float):
         return trainer, True
 
 
-# ---------------------------------------------------------------------------------------------- sharpness
-def face_boxes(landmarks: np.ndarray, height: int, width: int, pad: float = 0.05) -> np.ndarray:
-    """[F, 4] integer boxes (x0, y0, x1, y1) around each frame's landmarks ([F, P, 2+] pixels), grown by ``pad``
-    of the box size and clipped to the image."""
-    xy = np.asarray(landmarks, np.float64)[..., :2]
-    lo, hi = xy.min(axis=1), xy.max(axis=1)
-    grow = (hi - lo) * pad
-    lo, hi = np.floor(lo - grow), np.ceil(hi + grow)
-    boxes = np.concatenate([lo, hi], axis=1)
-    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
-    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height)
-    return boxes.astype(np.int64)
-
-
-def _gray(image: np.ndarray) -> np.ndarray:
-    rgb = np.asarray(image, np.float64)
-    if rgb.max() <= 1.0 + 1e-6 and image.dtype != np.uint8:
-        rgb = rgb * 255.0
-    return rgb @ np.array([0.299, 0.587, 0.114])
-
-
-def sharpness(pred: np.ndarray, real: np.ndarray, boxes: np.ndarray, sigma: float = 2.0) -> dict[str, Any]:
-    """How much of the real frames' fine detail the renders keep, inside the face box.
-
-    - ``laplacian_ratio``: var(Laplacian(render)) / var(Laplacian(real)) on the grey face crop (1 = as sharp as
-      the real frame, below 1 = blurrier; above 1 = noisier);
-    - ``highpass_corr``: Pearson correlation of the high-pass images (grey - Gaussian blur of ``sigma`` px) of
-      render and real frame (1 = the same fine detail in the same place, 0 = none of it).
-
-    Args:
-        pred, real: [F, H, W, 3] uint8 or float 0..1. boxes: [F, 4] from :func:`face_boxes`.
-
-    Returns:
-        {"laplacian_ratio", "highpass_corr"} (means over frames) and "per_frame" lists.
-    """
-    from scipy import ndimage
-
-    ratios, corrs = [], []
-    for k in range(len(pred)):
-        x0, y0, x1, y1 = (int(v) for v in boxes[k])
-        a, b = _gray(pred[k])[y0:y1, x0:x1], _gray(real[k])[y0:y1, x0:x1]
-        lap_b = float(ndimage.laplace(b).var())
-        ratios.append(float(ndimage.laplace(a).var()) / max(lap_b, 1e-12))
-        ha, hb = a - ndimage.gaussian_filter(a, sigma), b - ndimage.gaussian_filter(b, sigma)
-        denom = float(np.sqrt((ha * ha).sum() * (hb * hb).sum()))
-        corrs.append(float((ha * hb).sum()) / denom if denom > 0 else 0.0)
-    return {"laplacian_ratio": float(np.mean(ratios)), "highpass_corr": float(np.mean(corrs)),
-            "per_frame": {"laplacian_ratio": ratios, "highpass_corr": corrs}}
-
-
 # ------------------------------------------------------------------------------------------ returned files
 def _to_uint8(images: np.ndarray) -> np.ndarray:
     return (np.clip(np.asarray(images, np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
@@ -259,26 +207,30 @@ def render_path(nerf) -> dict[str, Any]:
             "fast_render_path_available": backends.kernels_for("cuda", nerf.config.backend).name == "cuda_ext"}
 
 
-def _evaluate(args, data, trainer, config, clip, audio, track, device, lpips_ok: bool) -> dict[str, Any]:
-    """Held-out scores, sharpness and the files that go back."""
-    from synctalk_lib.commands.evaluate import evaluate_model
+def _evaluate(args, data, trainer, config, subject, device, lpips_ok: bool) -> dict[str, Any]:
+    """Held-out scores (sharpness included) and the files that go back."""
     from synctalk_lib.nerf.model_folder import SyncTalkModel
+    from synctalk_lib.pipeline.evaluation import evaluate_model
 
     model = SyncTalkModel.from_training(trainer.model, data, name="gpu_check", train_config=config.to_dict(),
                                         summary=trainer.summary())
     frames = [int(i) for i in data.val_indices]
-    result = evaluate_model(model, clip, audio, frames, device=device, models_dirs=args.models_dirs,
-                            with_lpips=lpips_ok, with_lmd=False, track=track, portrait=True, return_frames=True)
-    images = result.pop("images")
-    result["render_path"] = render_path(model.nerf)
-    real = np.stack([clip.frame(i) for i in frames])
-    boxes = face_boxes(track.landmarks[frames], clip.height, clip.width)
-    result["sharpness"] = {"head": sharpness(images["head"], real, boxes),
-                           "portrait": sharpness(images["portrait"], real, boxes)}
+    report = evaluate_model(model, subject, frames=frames, device=device, models_dirs=args.models_dirs,
+                            with_lpips=lpips_ok, with_lmd=False, return_images=True)
+    own, images = report.heldout["own"], report.images["own"]
+    scores = report.to_dict(per_frame=False)["heldout"]["own"]
+    result: dict[str, Any] = {
+        "head": scores["head"], "portrait": scores["portrait"], "frames": frames,
+        "render_seconds": own.render_seconds, "render_fps": round(own.render_fps, 3), "notes": report.notes,
+        "sharpness": {mode: {"laplacian_ratio": scores[mode]["laplacian_ratio"],
+                             "highpass_corr": scores[mode]["highpass_correlation"]} for mode in ("head", "portrait")},
+        "render_path": render_path(model.nerf)}
+    real = np.stack([subject.clip.frame(i) for i in frames])
     out = args.out or args.work
     result["returned"] = {
         "renders": save_renders(out / "heldout_renders.npz", images["head"], images["alpha"], frames),
-        "preview": save_preview(out / "heldout_preview.png", real, images["head"], images["portrait"])}
+        "preview": save_preview(out / "heldout_preview.png", real, images["head"],
+                                images["portrait"].astype(np.float32) / 255.0)}
     return result
 
 
@@ -288,7 +240,7 @@ def train_and_evaluate(args: argparse.Namespace, sizes) -> dict[str, Any]:
 
     from synctalk_lib.nerf.dataset import DataSettings, SubjectData
     from synctalk_lib.nerf.presets import get_preset
-    from synctalk_lib.subject import SubjectDir
+    from synctalk_lib.subject import Subject, SubjectDir
 
     device = _device(sizes.device)
     subject_dir, clip_check = rebuild_subject(args.bundle, args.work)
@@ -310,7 +262,8 @@ def train_and_evaluate(args: argparse.Namespace, sizes) -> dict[str, Any]:
     config = trainer.config
     args.save_partial({"clip_check": clip_check, "training": info})  # kept if the evaluation overruns
     started = time.perf_counter()
-    evaluation = _evaluate(args, data, trainer, config, clip, audio, track, device, lpips_ok)
+    evaluation = _evaluate(args, data, trainer, config, Subject(clip=clip, track=track, pose=pose, features=audio),
+                           device, lpips_ok)
     notes = list(evaluation.pop("notes"))
     notes.append("LMD is not computed by the check (the GPU machine has no MediaPipe): run `python "
                  "bench/gpu_check_finish.py RESULTS_DIR` on a CPU machine with the returned heldout_renders.npz")

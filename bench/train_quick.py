@@ -32,7 +32,7 @@ def cpu_seconds() -> float:
 def prepare_subject(video: Path, subject_dir: Path, models_dir: Path, cache_dir: Path) -> float:
     """Run preprocess (+ head pose when preprocess has no pose step yet); returns seconds."""
     from synctalk_lib.cli import main
-    from synctalk_lib.subject import SubjectDir
+    from synctalk_lib.subject import Subject, SubjectDir
 
     started = time.perf_counter()
     subject = SubjectDir(subject_dir)
@@ -70,8 +70,8 @@ def main() -> int:
     import numpy as np
     import torch
 
-    from synctalk_lib.commands.evaluate import evaluate_model
     from synctalk_lib.commands.train import parse_overrides
+    from synctalk_lib.pipeline.evaluation import evaluate_model
     from synctalk_lib.nerf.inference import render_frames
     from synctalk_lib.nerf.trainer import train_subject
     from synctalk_lib.subject import SubjectDir
@@ -104,8 +104,8 @@ def main() -> int:
     load_after = os.getloadavg()
     model.save_pretrained(args.work / f"model{('_' + args.tag) if args.tag else ''}")
 
-    evaluation = evaluate_model(model, clip, audio, model.subject.val_indices.tolist(), device=device,
-                                models_dirs=[models_dir])
+    evaluation = evaluate_model(model, Subject(clip=clip, track=track, pose=pose, features=audio), device=device,
+                                models_dirs=[models_dir]).to_dict(per_frame=False)
     count = min(args.render_frames, audio.num_frames)
     started = time.perf_counter()
     for _ in render_frames(model, audio, count=count, device=device, as_uint8=True):
@@ -122,7 +122,8 @@ def main() -> int:
         "resolution": summary["resolution"], "photometric": summary["photometric"],
         "mask_mode": summary["mask_mode"], "final_losses": summary["final_losses"],
         "heldout_psnr_train_resolution": summary.get("heldout_psnr"),
-        "heldout_512": evaluation["head"], "heldout_frames": evaluation["num_frames"],
+        "heldout_512": evaluation["heldout"]["own"]["head"],
+        "heldout_frames": len(evaluation["heldout"]["own"]["frames"]),
         "notes": evaluation["notes"],
         "render_fps": round(count / render_seconds, 3), "render_frames": count,
         "render_resolution": [model.render_height, model.render_width],

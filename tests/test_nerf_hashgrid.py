@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from cuda_ext.hashgrid import HASH_PRIME, hash_grid_2d_reference, hash_grid_2d_torch
+from synctalk_lib.metrics.psnr import psnr_from_mse
 from synctalk_lib.nerf import backends
 from synctalk_lib.nerf.hashgrid import HashGrid2D, level_table, make_hash_grid_2d
 from synctalk_lib.nerf.triplane import TriPlaneEncoding
@@ -139,7 +140,7 @@ def test_one_plane_fits_a_smooth_image_to_high_psnr():
         opt.step()
     with torch.no_grad():
         mse = torch.mean((head(grid(points)) - image) ** 2)
-    psnr = -10 * math.log10(float(mse))
+    psnr = psnr_from_mse(mse)
     assert psnr > 30, f"PSNR {psnr:.1f} dB"
 
 

@@ -96,6 +96,14 @@ def load_audio(path: Path | str, *, start: float = 0.0, duration: float | None =
             raise InputError(f"{path.name}: the audio track is corrupt and could not be decoded ({exc})") from exc
 
 
+def load_speech(speech: Path | str | tuple[np.ndarray, int]) -> tuple[np.ndarray, int]:
+    """``(wave [C, T] float32, sample_rate)`` from a file path (any format PyAV reads) or a ``(wave, rate)`` pair."""
+    if isinstance(speech, tuple):
+        wave, rate = speech
+        return np.atleast_2d(np.asarray(wave, np.float32)), int(rate)
+    return load_audio(speech)
+
+
 def to_comfy_audio(wave: np.ndarray, sample_rate: int) -> dict:
     """ComfyUI ``AUDIO`` dict from ``[C, T]``."""
     import torch

@@ -56,6 +56,47 @@ def audio_envelope(wave: np.ndarray, sample_rate: int, fps: float, num_frames: i
     return np.sqrt(energy).astype(np.float32)
 
 
+class MouthOpeningMeter:
+    """MediaPipe ``jawOpen`` of a stream of frames, one frame at a time (video-mode tracking, like face capture).
+
+        with MouthOpeningMeter(models_dirs, fps=25) as meter:
+            for chunk in chunks:
+                meter.add(chunk)            # [H, W, 3] or [b, H, W, 3], uint8 or float 0..1
+        meter.values                        # [N] float32, NaN where no face was found
+    """
+
+    def __init__(self, models_dirs: Iterable[Path | str] | None = None, fps: float = 25.0):
+        from synctalk_lib.face.landmarker import FaceLandmarker
+
+        self._landmarker = FaceLandmarker.open(models_dirs, mode="video")
+        self._step_ms = 1000.0 / fps
+        self._values: list[float] = []
+
+    def add(self, frames: np.ndarray) -> None:
+        batch = np.asarray(frames)
+        for frame in (batch if batch.ndim == 4 else batch[None]):
+            if frame.dtype != np.uint8:
+                frame = (np.clip(frame, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+            result = self._landmarker.detect(frame, int(round(len(self._values) * self._step_ms)))
+            if result is None or JAW_OPEN not in result.blendshape_names:
+                self._values.append(float("nan"))
+            else:
+                self._values.append(float(result.blendshapes[result.blendshape_names.index(JAW_OPEN)]))
+
+    @property
+    def values(self) -> np.ndarray:
+        return np.asarray(self._values, np.float32)
+
+    def close(self) -> None:
+        self._landmarker.close()
+
+    def __enter__(self) -> "MouthOpeningMeter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def mouth_opening(frames: Iterable[np.ndarray], models_dirs: Iterable[Path | str] | None = None,
                   fps: float = 25.0) -> np.ndarray:
     """MediaPipe ``jawOpen`` blendshape score of each frame (video-mode tracking, like the face capture).
@@ -68,28 +109,21 @@ def mouth_opening(frames: Iterable[np.ndarray], models_dirs: Iterable[Path | str
     Returns:
         ``[N]`` float32 in 0..1; NaN where no face was found.
     """
-    from synctalk_lib.face.landmarker import FaceLandmarker
-
-    values: list[float] = []
-    step_ms = 1000.0 / fps
-    with FaceLandmarker.open(models_dirs, mode="video") as landmarker:
+    with MouthOpeningMeter(models_dirs, fps=fps) as meter:
         for item in frames:
-            batch = np.asarray(item)
-            for frame in (batch if batch.ndim == 4 else batch[None]):
-                if frame.dtype != np.uint8:
-                    frame = (np.clip(frame, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-                result = landmarker.detect(frame, int(round(len(values) * step_ms)))
-                if result is None or JAW_OPEN not in result.blendshape_names:
-                    values.append(float("nan"))
-                else:
-                    values.append(float(result.blendshapes[result.blendshape_names.index(JAW_OPEN)]))
-    return np.asarray(values, np.float32)
+            meter.add(item)
+    return meter.values
 
 
-def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson r of two equally long signals over the positions where both are finite (NaN: fewer than 3 such
+    positions, or a constant signal)."""
+    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"signals of different lengths: {a.shape[0]} and {b.shape[0]}")
     keep = np.isfinite(a) & np.isfinite(b)
-    a, b = a[keep].astype(np.float64), b[keep].astype(np.float64)
-    if len(a) < 3:
+    a, b = a[keep], b[keep]
+    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:  # (a constant's mean leaves rounding noise, not a signal)
         return float("nan")
     a, b = a - a.mean(), b - b.mean()
     denom = np.sqrt((a * a).sum() * (b * b).sum())
@@ -104,8 +138,8 @@ def lagged_correlation(envelope: np.ndarray, opening: np.ndarray, lag: int) -> f
     n = min(len(envelope), len(opening))
     env, mouth = np.asarray(envelope[:n], np.float64), np.asarray(opening[:n], np.float64)
     if lag >= 0:
-        return _pearson(env[:n - lag], mouth[lag:])
-    return _pearson(env[-lag:], mouth[:n + lag])
+        return pearson(env[:n - lag], mouth[lag:])
+    return pearson(env[-lag:], mouth[:n + lag])
 
 
 def lipsync_correlation(envelope: np.ndarray, opening: np.ndarray, max_lag: int = 2) -> dict[str, Any]:

@@ -17,6 +17,8 @@ from typing import Iterable
 
 import numpy as np
 
+from synctalk_lib.metrics.lipsync import JAW_OPEN
+
 LIP_LANDMARKS: tuple[int, ...] = (0, 13, 14, 17, 37, 39, 40, 61, 78, 80, 81, 82, 84, 87, 88, 91, 95, 146, 178, 181,
                                   185, 191, 267, 269, 270, 291, 308, 310, 311, 312, 314, 317, 318, 321, 324, 375, 402,
                                   405, 409, 415)
@@ -54,6 +56,10 @@ class LmdResult:
     """LMD of each frame (NaN where a face was missing)."""
     skipped: tuple[int, ...] = field(default=())
     """Frame numbers where no face was found in the rendered or the real frame."""
+    pred_jaw_open: tuple[float, ...] = field(default=())
+    """MediaPipe ``jawOpen`` of each rendered frame, from the same detection (NaN where no face was found)."""
+    target_jaw_open: tuple[float, ...] = field(default=())
+    """``jawOpen`` of each real frame."""
 
 
 def _to_uint8(frames) -> np.ndarray:
@@ -73,13 +79,27 @@ def lip_landmarks(frames, landmarker, size: int = REFERENCE_SIZE) -> list[np.nda
     Returns:
         One [40, 2] array per frame, or None where no face was found.
     """
+    return [lips for lips, _ in mouth_measures(frames, landmarker, size)]
+
+
+def mouth_measures(frames, landmarker, size: int = REFERENCE_SIZE) -> list[tuple[np.ndarray | None, float]]:
+    """Lip landmarks (as :func:`lip_landmarks`) and the ``jawOpen`` blendshape of each frame, from one detection.
+
+    Returns:
+        One ``([40, 2] or None, jawOpen or NaN)`` per frame.
+    """
     array = _to_uint8(frames)
     height, width = array.shape[1:3]
     scale = np.array([size / width, size / height])
-    out: list[np.ndarray | None] = []
+    out: list[tuple[np.ndarray | None, float]] = []
     for frame in array:
         result = landmarker.detect(frame)
-        out.append(None if result is None else result.landmarks[list(LIP_LANDMARKS), :2].astype(np.float64) * scale)
+        if result is None:
+            out.append((None, float("nan")))
+            continue
+        lips = result.landmarks[list(LIP_LANDMARKS), :2].astype(np.float64) * scale
+        names = result.blendshape_names
+        out.append((lips, float(result.blendshapes[names.index(JAW_OPEN)]) if JAW_OPEN in names else float("nan")))
     return out
 
 
@@ -104,10 +124,10 @@ def mouth_landmark_distance(pred, target, models_dirs: Iterable[Path | str] | No
 
         with FaceLandmarker.open(models_dirs, mode="image") as opened:
             return mouth_landmark_distance(a, b, size=size, landmarker=opened)
-    pa = lip_landmarks(a, landmarker, size)
-    pb = lip_landmarks(b, landmarker, size)
+    ma = mouth_measures(a, landmarker, size)
+    mb = mouth_measures(b, landmarker, size)
     per_frame, skipped = [], []
-    for i, (x, y) in enumerate(zip(pa, pb)):
+    for i, ((x, _), (y, _)) in enumerate(zip(ma, mb)):
         if x is None or y is None:
             per_frame.append(float("nan"))
             skipped.append(i)
@@ -115,4 +135,5 @@ def mouth_landmark_distance(pred, target, models_dirs: Iterable[Path | str] | No
             per_frame.append(float(lmd_from_landmarks(x, y)[0]))
     valid = [v for v in per_frame if v == v]
     return LmdResult(lmd=float(np.mean(valid)) if valid else float("nan"), per_frame=tuple(per_frame),
-                     skipped=tuple(skipped))
+                     skipped=tuple(skipped), pred_jaw_open=tuple(j for _, j in ma),
+                     target_jaw_open=tuple(j for _, j in mb))

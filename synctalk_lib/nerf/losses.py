@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from synctalk_lib.errors import InputError, MissingDependencyError, MissingWeightsError, SyncTalkError
+from synctalk_lib.metrics.psnr import MAX_PSNR_DB, psnr_from_mse
 from synctalk_lib.nerf.dataset import RayBatch
 from synctalk_lib.nerf.renderer import RenderOutput
 
@@ -151,7 +152,7 @@ def total_loss(out: RenderOutput, batch: RayBatch, *, weights: LossWeights, prog
     parts["total"] = float(total.detach())
     with torch.no_grad():
         mse = ((out.rgb - batch.target) ** 2).mean()
-        parts["psnr"] = float(-10.0 * torch.log10(mse.clamp(min=1e-10)))
+        parts["psnr"] = psnr_from_mse(mse, max_db=MAX_PSNR_DB)
     return total, parts
 
 

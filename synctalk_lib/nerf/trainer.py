@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ import numpy as np
 import torch
 
 from synctalk_lib.errors import InputError
+from synctalk_lib.metrics.psnr import MAX_PSNR_DB, psnr_from_mse
 from synctalk_lib.nerf.config import NerfConfig
 from synctalk_lib.nerf.dataset import RayBatch, SubjectData
 from synctalk_lib.nerf.losses import LossWeights, load_perceptual, total_loss
@@ -423,8 +423,7 @@ def heldout_psnr(model: SyncTalkNeRF, data: SubjectData, *, device: torch.device
     for k, index in enumerate(frames):
         rgb, _ = render_frame(model, data, int(index), device=device)
         target = data.frame(int(index)).astype(np.float32) / 255.0
-        mse = float(np.mean((rgb - target) ** 2))
-        values.append(-10.0 * math.log10(max(mse, 1e-10)))
+        values.append(psnr_from_mse(np.mean((rgb - target) ** 2), max_db=MAX_PSNR_DB))
         if on_step is not None:
             on_step(k + 1, len(frames))
     return float(np.mean(values))

@@ -16,18 +16,9 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from synctalk_lib.errors import InputError
+from synctalk_lib.media.audio import load_speech
 from synctalk_lib.progress import cli_progress
 from synctalk_lib.types import AudioFeatures, Clip
-
-
-def load_speech(speech: Path | str | tuple[np.ndarray, int]) -> tuple[np.ndarray, int]:
-    """``(wave [C, T] float32, sample_rate)`` from a file path (any format PyAV reads) or a ``(wave, rate)`` pair."""
-    if isinstance(speech, tuple):
-        wave, rate = speech
-        return np.atleast_2d(np.asarray(wave, np.float32)), int(rate)
-    from synctalk_lib.media.audio import load_audio
-
-    return load_audio(speech)
 
 
 def encode(model, speech: Path | str | tuple[np.ndarray, int], *, encoder: str | None = None, device: Any = "auto",
