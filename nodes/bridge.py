@@ -12,16 +12,15 @@ import functools
 import logging
 import os
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 from synctalk_lib import paths as lib_paths
+from synctalk_lib.progress import StepCallback
 
 log = logging.getLogger("synctalk")
 
 MODEL_FOLDER_NAME = "synctalk"
 CATEGORY = "SyncTalk"
-
-StepCallback = Callable[[int, int], None]
 
 
 @functools.lru_cache(maxsize=1)

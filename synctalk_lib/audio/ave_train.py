@@ -46,10 +46,9 @@ from synctalk_lib.audio.ave_train_metrics import pair_masks, sync_scores
 from synctalk_lib.audio.ave_train_nets import FaceWindowEncoder, MouthDecoder, ReferenceEncoder, sync_probability
 from synctalk_lib.errors import InputError
 from synctalk_lib.types import Clip, FaceTrack
+from synctalk_lib.progress import StepCallback
 
 log = logging.getLogger("synctalk")
-
-StepCallback = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)

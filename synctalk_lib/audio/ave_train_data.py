@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -21,8 +21,8 @@ from synctalk_lib.audio.mel import mel_spectrogram, num_mel_frames, to_mono_16k
 from synctalk_lib.audio.windows import WINDOW, frame_count, gather_windows, window_starts
 from synctalk_lib.errors import InputError, require
 from synctalk_lib.types import Clip, FaceTrack
+from synctalk_lib.progress import StepCallback
 
-StepCallback = Callable[[int, int], None]
 FrameRange = tuple[int, int]
 """Inclusive ``(first, last)`` frame numbers."""
 

@@ -12,7 +12,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Literal
+from typing import Iterable, Literal
 
 import numpy as np
 
@@ -21,8 +21,8 @@ from synctalk_lib.face.expression import EXPRESSION_NAMES, expression_coefficien
 from synctalk_lib.face.landmarker import NUM_BLENDSHAPES, NUM_LANDMARKS, FaceLandmarker
 from synctalk_lib.face.smoothing import LANDMARK_FILTER, SCORE_FILTER, smooth_landmarks, smooth_scores
 from synctalk_lib.types import Clip, FaceTrack
+from synctalk_lib.progress import StepCallback
 
-StepCallback = Callable[[int, int], None]
 Smoothing = Literal["none", "one_euro"]
 SMOOTHING_CHOICES: tuple[str, ...] = ("none", "one_euro")
 DEFAULT_SMOOTHING: Smoothing = "one_euro"

@@ -39,6 +39,7 @@ from synctalk_lib.media.training_checks import clip_notes
 from synctalk_lib.media.video import (SourceFrame, VideoInfo, VideoReader, is_variable_rate,
                                       measure_frame_intervals)
 from synctalk_lib.types import Clip
+from synctalk_lib.progress import StepCallback
 
 log = logging.getLogger("synctalk")
 
@@ -49,7 +50,6 @@ FACE_SAMPLES = 8
 DISK_SAFETY_BYTES = 256 * 2**20
 """Free space left on the cache disk after the clip is written."""
 
-StepCallback = Callable[[int, int], None]
 WarnCallback = Callable[[str], None]
 
 

@@ -13,7 +13,7 @@ deterministic (no jitter; per-frame code row 0).
 """
 from __future__ import annotations
 
-from typing import Callable, Iterator, NamedTuple, Sequence
+from typing import Iterator, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -27,8 +27,7 @@ from synctalk_lib.nerf.rays import audio_windows
 from synctalk_lib.portrait.background import frame_background
 from synctalk_lib.timeline import reference_indices
 from synctalk_lib.types import AudioFeatures
-
-StepCallback = Callable[[int, int], None]
+from synctalk_lib.progress import StepCallback
 
 
 class RenderChunk(NamedTuple):

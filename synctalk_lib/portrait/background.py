@@ -11,14 +11,13 @@ and background under the rendered head are that frame's own (like the original's
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+
 
 import numpy as np
 
 from synctalk_lib.face.regions import FaceRegions
 from synctalk_lib.types import Clip
-
-StepCallback = Callable[[int, int], None]
+from synctalk_lib.progress import StepCallback
 
 
 @dataclass(frozen=True)

@@ -35,15 +35,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+
 
 import numpy as np
 
 from synctalk_lib.pose.camera import axis_angle_to_matrix, project, transform_points
 from synctalk_lib.pose.frame_poses import Observed, SmoothnessPrior, refine_frame_poses
 from synctalk_lib.pose.rough_tracker import CHUNK_FRAMES, huber, robust_scale_px
+from synctalk_lib.progress import StepCallback
 
-StepCallback = Callable[[int, int], None]
 
 HUBER_SIGMAS = 2.0
 """Huber threshold in units of each observation type's noise sigma."""

@@ -25,8 +25,8 @@ import numpy as np
 
 from synctalk_lib.errors import InputError, require
 from synctalk_lib.face.indices import FACE_OVAL, LEFT_EYE, RIGHT_EYE
+from synctalk_lib.progress import StepCallback
 
-StepCallback = Callable[[int, int], None]
 FLOW_CHOICES: tuple[str, ...] = ("opencv", "raft-small")
 
 SCORE_THRESHOLD = 40.0 / 255.0

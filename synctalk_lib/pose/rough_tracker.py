@@ -16,13 +16,13 @@ set from the data), so a few badly placed landmarks do not pull the pose or the 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+
 
 import numpy as np
 
 from synctalk_lib.pose.camera import axis_angle_to_matrix, project, transform_points
+from synctalk_lib.progress import StepCallback
 
-StepCallback = Callable[[int, int], None]
 
 CHUNK_FRAMES = 256
 """Frames fitted together: bounds the working memory of the per-frame fits whatever the clip's length."""

@@ -11,7 +11,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -19,8 +19,8 @@ from synctalk_lib.errors import InputError
 from synctalk_lib.pose.camera import opencv_to_nerf, project
 from synctalk_lib.pose.metrics import pose_metrics, reproj_px_per_frame
 from synctalk_lib.types import Clip, FaceTrack, HeadPose
+from synctalk_lib.progress import StepCallback
 
-StepCallback = Callable[[int, int], None]
 
 INTERPOLATED_FRAME_WEIGHT = 0.25
 """Weight of landmarks in frames where MediaPipe found no face and the capture interpolated them."""
