@@ -186,3 +186,44 @@ def test_fine_stage_uses_lpips_on_patches_and_lips(data, monkeypatch):
     patch = [h["lpips"] for h in fine if h["kind"] == 1.0]
     lips = [h["lpips"] for h in fine if h["kind"] == 2.0]
     assert np.mean(patch) > np.mean(lips)  # 0.1 vs 0.01 weight
+
+
+def test_speaker_variants_feed_a_share_of_the_steps(subject):
+    """Variant k's rows reach the network on about ``speaker_variants`` of the steps, the same steps every run."""
+    from synctalk_lib.types import AudioFeatures
+
+    audio = subject.audio
+    shifted = AudioFeatures(features=audio.features + 1.0, fps=audio.fps, encoder_id=audio.encoder_id)
+    data = SubjectData(subject.clip, subject.track, subject.pose, audio, settings=DataSettings(val_frames="17:20"),
+                       audio_variants=[shifted])
+    window, _ = data.conditioning(5, variant=1)
+    own, _ = data.conditioning(5)
+    assert torch.allclose(window[data.window // 2], own[data.window // 2] + 1.0)
+    config = get_preset("quick", coarse_steps=400, fine_steps=0, speaker_variants=0.25, **TINY)
+    picks = [Trainer(data, config).variant_for_step(step) for step in range(3)]
+    trainer = Trainer(data, config)
+    chosen = np.array([trainer.variant_for_step(step) for step in range(400)])
+    assert picks == list(chosen[:3]) and set(chosen) == {0, 1}
+    assert abs((chosen == 1).mean() - 0.25) < 0.07
+    assert all(Trainer(data, config.replace(speaker_variants=0.0)).variant_for_step(s) == 0 for s in range(50))
+
+
+def test_speaker_variants_must_match_the_features(subject):
+    from synctalk_lib.errors import InputError
+    from synctalk_lib.types import AudioFeatures
+
+    audio = subject.audio
+    other = AudioFeatures(features=audio.features[:, :4], fps=audio.fps, encoder_id=audio.encoder_id)
+    with pytest.raises(InputError, match="speaker variant"):
+        SubjectData(subject.clip, subject.track, subject.pose, audio, audio_variants=[other])
+
+
+def test_training_on_speech_uses_speaker_variants(tmp_path):
+    """A subject with real sound (mel features) is trained with its speech as other voices too."""
+    speaking = make_subject(tmp_path, num_frames=20, size=48, audio="mel")
+    lines: list[str] = []
+    config = dict(TINY, val_frames="17:20")
+    model, summary = train_subject(speaking.clip, speaking.track, speaking.pose, speaking.audio, preset="quick",
+                                   iterations=4, on_status=lines.append, **config)
+    assert any("speaker variants" in line for line in lines)
+    assert np.isfinite(summary["heldout_psnr"])

@@ -32,10 +32,10 @@ from synctalk_lib.pose.face_geometry import FaceGeometry, RegionShape
 from synctalk_lib.nerf.rays import audio_windows
 from synctalk_lib.portrait.background import Background, clean_background, frame_background
 from synctalk_lib.types import AudioFeatures, Clip, FaceTrack, HeadPose
+from synctalk_lib.progress import StepCallback
 
 log = logging.getLogger("synctalk")
 
-StepCallback = Callable[[int, int], None]
 
 DEFAULT_VAL_FRACTION = 1.0 / 11.0
 """The original holds out the last 1/11 of the frames (frames 300-330 of a 331-frame clip)."""
@@ -190,7 +190,7 @@ class SubjectData:
 
     def __init__(self, clip: Clip, track: FaceTrack, pose: HeadPose, audio: AudioFeatures, *,
                  settings: DataSettings | None = None, background: Background | None = None,
-                 on_step: StepCallback | None = None):
+                 audio_variants: Sequence[AudioFeatures] = (), on_step: StepCallback | None = None):
         self.settings = settings or DataSettings()
         self.num_frames = check_inputs(clip, track, pose, audio)
         self.clip, self.track, self.pose, self.audio = clip, track, pose, audio
@@ -211,6 +211,8 @@ class SubjectData:
                                                          on_step=on_step)
         self.background_image = self._resize(self.background.image)
         self.features = torch.from_numpy(np.ascontiguousarray(audio.features[:self.num_frames], np.float32))
+        self.variant_features = [self._variant_rows(variant) for variant in audio_variants]
+        """Other voices' features of the same frames (:func:`audio.augment.speaker_variants`)."""
         self.expression = torch.from_numpy(np.ascontiguousarray(track.expression, np.float32))
         self._cache: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
         self._cache_bytes = 0
@@ -265,9 +267,19 @@ class SubjectData:
         return hit
 
     # ------------------------------------------------------------------------------------------------ inputs
-    def conditioning(self, index: int, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
-        """Audio window ``[W, D]`` and expression ``[E]`` of frame ``index``."""
-        return (audio_windows(self.features, [index], self.window)[0].to(device),
+    def _variant_rows(self, variant: AudioFeatures) -> Tensor:
+        rows = np.asarray(variant.features, np.float32)
+        if rows.shape != tuple(self.features.shape) or variant.encoder_id != self.audio.encoder_id:
+            raise InputError(f"a speaker variant's features ({variant.encoder_id}, {rows.shape}) do not match the "
+                             f"subject's ({self.audio.encoder_id}, {tuple(self.features.shape)})")
+        return torch.from_numpy(np.ascontiguousarray(rows))
+
+    def conditioning(self, index: int, device: torch.device | str = "cpu",
+                     variant: int = 0) -> tuple[Tensor, Tensor]:
+        """Audio window ``[W, D]`` and expression ``[E]`` of frame ``index``; ``variant`` k > 0 takes the audio
+        from ``variant_features[k - 1]``."""
+        features = self.features if variant == 0 else self.variant_features[variant - 1]
+        return (audio_windows(features, [index], self.window)[0].to(device),
                 self.expression[index].to(device))
 
     # ------------------------------------------------------------------------------------------------ rays

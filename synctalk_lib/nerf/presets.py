@@ -49,6 +49,10 @@ class TrainConfig:
     """Share of random rays drawn inside the head region."""
     lip_weight: float = 1.0
     """Extra photometric weight of rays inside the lips square."""
+    speaker_variants: float = 0.5
+    """Share of steps whose audio window comes from the subject's own speech played faster or slower
+    (``audio.augment``: other pitch, formants and rate, the same mouth), so the lips learn to follow speech rather
+    than one voice (0 = never)."""
     photometric: Literal["l1", "mse"] = "mse"
     """Per-ray colour loss: "mse" (paper / ER-NeRF; measured better on the reference clip's held-out frames: +1.5
     dB PSNR, +0.012 SSIM at equal steps) or "l1" (official code)."""
@@ -115,6 +119,8 @@ class TrainConfig:
             raise ValueError("training needs at least one step (coarse_steps + fine_steps > 0)")
         if self.photometric not in ("l1", "mse"):
             raise ValueError(f"photometric must be 'l1' or 'mse', got {self.photometric!r}")
+        if not 0.0 <= self.speaker_variants <= 1.0:
+            raise ValueError(f"speaker_variants must be in [0, 1], got {self.speaker_variants}")
         if not 0.0 < self.occupancy_fraction <= 1.0:
             raise ValueError(f"occupancy_fraction must be in (0, 1], got {self.occupancy_fraction}")
         if self.perceptual_loss not in ("lpips", "none"):

@@ -25,7 +25,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,11 +38,10 @@ from synctalk_lib.nerf.losses import LossWeights, load_perceptual, total_loss
 from synctalk_lib.nerf.model import SyncTalkNeRF
 from synctalk_lib.nerf.presets import TrainConfig
 from synctalk_lib.paths import atomic_path
+from synctalk_lib.progress import StepCallback, StatusCallback
 
 log = logging.getLogger("synctalk")
 
-StepCallback = Callable[[int, int], None]
-StatusCallback = Callable[[str], None]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_FORMAT = "synctalk-nerf-train"
@@ -170,6 +169,17 @@ class Trainer:
             self._perm_epoch = epoch
         return int(self._perm[pos])  # type: ignore[index]
 
+    def variant_for_step(self, step: int) -> int:
+        """Which audio the step hears: 0 the subject's own, k > 0 its k-th speaker variant (a function of the
+        seed and the step, so a resumed run hears what the uninterrupted one would)."""
+        count = len(self.data.variant_features)
+        if count == 0 or self.config.speaker_variants <= 0:
+            return 0
+        g = torch.Generator().manual_seed(self.config.seed * 7_000_003 + step + 1)
+        if float(torch.rand((), generator=g)) >= self.config.speaker_variants:
+            return 0
+        return 1 + int(torch.randint(count, (), generator=g))
+
     # ----------------------------------------------------------------------------------------------- steps
     def _batch(self, step: int, frame: int) -> tuple[RayBatch, str]:
         stage, stage_step, _ = self.stage_of(step)
@@ -200,7 +210,7 @@ class Trainer:
         frame = self.frame_for_step(step)
         batch, kind = self._batch(step, frame)
         batch = batch.to(self.device)
-        window, expression = self.data.conditioning(frame, self.device)
+        window, expression = self.data.conditioning(frame, self.device, self.variant_for_step(step))
         self.model.train()
         audio_code = self.model.encode_audio(window[None])[0]
         out = self.model.render(batch.rays_o, batch.rays_d, audio_code=audio_code, expression=expression,
@@ -477,7 +487,8 @@ def train_subject(clip, track, pose, audio, *, preset: str = "auto", name: str =
         for note in notes:
             on_status(f"note: {note}")
         on_status("preparing the training data (clean background, regions)")
-    data = SubjectData(clip, track, pose, audio, settings=settings)
+    variants = _speaker_variants(clip, audio, config, models_dirs, device, notes, on_status)
+    data = SubjectData(clip, track, pose, audio, settings=settings, audio_variants=variants)
     trainer = Trainer(data, config, work_dir=work_dir, device=device, on_step=on_step, on_status=on_status,
                       models_dirs=models_dirs)
     result = trainer.run(resume=resume)
@@ -488,3 +499,24 @@ def train_subject(clip, track, pose, audio, *, preset: str = "auto", name: str =
     model = SyncTalkModel.from_training(result.model, data, name=name, train_config=config.to_dict(),
                                         summary=summary)
     return model, summary
+
+
+def _speaker_variants(clip, audio, config: TrainConfig, models_dirs, device, notes: list[str],
+                      on_status: StatusCallback | None) -> list:
+    """The subject's speech as other voices (``audio.augment``), encoded like its features; none when the
+    config asks for none, the clip has no audio, or the features' encoder cannot be run again here (a note)."""
+    from synctalk_lib.audio.augment import speaker_variants
+    from synctalk_lib.audio.features import encoder_for
+
+    if config.speaker_variants <= 0 or not clip.has_audio:
+        return []
+    try:
+        encoder = encoder_for(audio.encoder_id)
+    except InputError as exc:
+        notes.append(f"trained without speaker variants: {exc}")
+        return []
+    if on_status is not None:
+        on_status("encoding the subject's speech as other voices (speaker variants)")
+    return speaker_variants(clip.audio_waveform(), clip.sample_rate, fps=clip.fps, encoder=encoder,
+                            num_frames=min(clip.num_frames, audio.num_frames), models_dirs=models_dirs,
+                            device=device)
