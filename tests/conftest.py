@@ -36,6 +36,16 @@ def _shared_or_skip() -> Path:
     pytest.skip(message)
 
 
+SHARED_FIXTURES = {"shared_dir", "may_video", "shared_models", "comfyui"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that reaches the shared data through a fixture as ``shared`` (``pytest -m shared``)."""
+    for item in items:
+        if SHARED_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.shared)
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     return _shared_or_skip()
@@ -49,6 +59,17 @@ def may_video(shared_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def shared_models(shared_dir: Path) -> Path:
     return shared_dir / "models"
+
+
+@pytest.fixture()
+def one_thread():
+    """Torch on one thread for the test: small tensors only add contention on a shared 2-core runner."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture()

@@ -22,15 +22,6 @@ def require_triton() -> None:
                                          "(python -m pip install triton)")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: threads only add overhead (and oversubscribe a shared 2-core CI machine)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def assert_close(actual: torch.Tensor, expected: torch.Tensor, rtol: float, what: str) -> None:
     """Relative error against the largest reference magnitude, with the max abs diff in the message."""
     actual, expected = actual.detach().float().cpu(), expected.detach().float().cpu()

@@ -9,7 +9,9 @@ import math
 import pytest
 import torch
 
-from cuda_ext_testing import DEVICE, assert_close, one_thread, require_triton  # noqa: F401
+from cuda_ext_testing import DEVICE, assert_close, require_triton
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 require_triton()
 

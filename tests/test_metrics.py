@@ -14,12 +14,7 @@ from synctalk_lib.metrics import lpips as lpips_module
 from synctalk_lib.metrics.lmd import LIP_LANDMARKS, lmd_from_landmarks, mouth_landmark_distance
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ----------------------------------------------------------------------------------------------------- PSNR

@@ -15,12 +15,7 @@ from synctalk_lib.nerf.rays import audio_window, audio_windows
 from synctalk_lib.nerf.sh import SHEncoding
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --------------------------------------------------------------------------------------------------- config

@@ -18,13 +18,7 @@ REFERENCE_OFFSETS = [0, 4232, 10480, 19512, 32512, 48896, 65280, 81664, 98048, 1
 REFERENCE_RESOLUTIONS = [64, 78, 94, 113, 137, 165, 199, 241, 291, 351, 424, 512]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: threads only add contention on a shared 2-core runner."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _args(grid: HashGrid2D, x: torch.Tensor):

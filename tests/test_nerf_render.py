@@ -23,12 +23,7 @@ AABB = (-1.0, -0.5, -1.0, 1.0, 0.5, 1.0)
 DT = 2 * math.sqrt(3) / 128
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --------------------------------------------------------------------------------------------- ray / box
