@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from synctalk_lib.audio.augment import speaker_variants
+from synctalk_lib.audio.augment import gated_pauses, speaker_variants
 from synctalk_lib.audio.features import encode_audio
 from synctalk_lib.errors import InputError
 
@@ -24,7 +24,8 @@ def _bursts() -> np.ndarray:
 def test_variants_keep_the_frames_and_shift_the_spectrum():
     wave = _bursts()
     base = encode_audio(wave, RATE, fps=FPS, encoder="mel").features
-    variants = speaker_variants(wave, RATE, fps=FPS, encoder="mel", num_frames=FRAMES, rates=(0.85, 1.18))
+    variants = speaker_variants(wave, RATE, fps=FPS, encoder="mel", num_frames=FRAMES, rates=(0.85, 1.18),
+                                gate_pauses=False)
     centre = base.reshape(FRAMES, 80, 16)[:, :, 8]  # the mel frame at each video frame's centre
     loud = np.flatnonzero(centre.max(axis=1) > centre.max() - 2.0)
     for variant, rate in zip(variants, (0.85, 1.18)):
@@ -40,3 +41,20 @@ def test_variants_keep_the_frames_and_shift_the_spectrum():
 def test_bad_speed_is_refused():
     with pytest.raises(InputError, match="outside 0.5..2.0"):
         speaker_variants(_bursts(), RATE, fps=FPS, encoder="mel", num_frames=FRAMES, rates=(3.0,))
+
+
+def test_pauses_become_digital_silence_and_speech_stays():
+    """Room noise between the bursts is zeroed; the bursts and short dips inside them are kept."""
+    rng = np.random.default_rng(0)
+    wave = _bursts() + 0.001 * rng.standard_normal(_bursts().shape).astype(np.float32)  # -54 dB noise floor
+    wave[:, int(12.2 / FPS * RATE):int(12.4 / FPS * RATE)] *= 0.01  # an 8 ms dip inside a burst
+    gated = gated_pauses(wave, RATE)
+    t = np.arange(wave.shape[1]) / RATE * FPS  # in video frames
+    burst = ((t >= 10) & (t < 15)) | ((t >= 30) & (t < 35))
+    pause = ((t >= 16) & (t < 29)) | (t < 9) | (t >= 36)
+    assert np.array_equal(gated[:, burst], wave[:, burst])
+    assert not gated[:, pause].any()
+    rows = speaker_variants(wave, RATE, fps=FPS, encoder="mel", num_frames=FRAMES, rates=())
+    assert len(rows) == 1 and rows[0].features.shape == (FRAMES, 1280)
+    silence = encode_audio(np.zeros_like(wave), RATE, fps=FPS, encoder="mel").features
+    assert np.allclose(rows[0].features[20], silence[20]) and not np.allclose(rows[0].features[12], silence[12])

@@ -7,7 +7,7 @@ vocal-tract-length perturbation. The features are computed at ``r`` times the fr
 belongs to video frame ``i`` (the mouth in that frame is what the shifted voice is saying there).
 
     variants = speaker_variants(wave, 16000, fps=25.0, encoder="mel", rates=(0.88, 1.12))
-    # [AudioFeatures with the same rows as the original, one per rate]
+    # [AudioFeatures with the same rows as the original: the pauses gated, then one per rate]
 """
 from __future__ import annotations
 
@@ -24,9 +24,10 @@ DEFAULT_RATES: tuple[float, ...] = (0.84, 0.92, 1.09, 1.19)
 
 
 def speaker_variants(wave: np.ndarray, sample_rate: int, *, fps: float, encoder: str, num_frames: int,
-                     rates: Sequence[float] = DEFAULT_RATES, models_dirs: Iterable[Path | str] | None = None,
-                     device="cpu") -> list[AudioFeatures]:
-    """Features of ``wave`` played at each speed in ``rates``, aligned to the same ``num_frames`` video frames.
+                     rates: Sequence[float] = DEFAULT_RATES, gate_pauses: bool = True,
+                     models_dirs: Iterable[Path | str] | None = None, device="cpu") -> list[AudioFeatures]:
+    """Features of ``wave`` played at each speed in ``rates``, aligned to the same ``num_frames`` video frames;
+    with ``gate_pauses`` first the same speech with its pauses as digital silence (:func:`gated_pauses`).
 
     Args:
         wave: [C, T] float audio of the subject's clip (frame 0 at sample 0).
@@ -38,6 +39,10 @@ def speaker_variants(wave: np.ndarray, sample_rate: int, *, fps: float, encoder:
     from synctalk_lib.audio.features import encode_audio
 
     out: list[AudioFeatures] = []
+    if gate_pauses:
+        gated = encode_audio(gated_pauses(wave, sample_rate), sample_rate, fps=fps, encoder=encoder,
+                             models_dirs=models_dirs, device=device)
+        out.append(_fit_rows(gated, num_frames, fps))
     for rate in rates:
         if not 0.5 <= float(rate) <= 2.0:
             raise InputError(f"speaker variant speed {rate} is outside 0.5..2.0")
@@ -45,6 +50,37 @@ def speaker_variants(wave: np.ndarray, sample_rate: int, *, fps: float, encoder:
         features = encode_audio(wave, int(round(sample_rate * rate)), fps=fps * rate, encoder=encoder,
                                 models_dirs=models_dirs, device=device)
         out.append(_fit_rows(features, num_frames, fps))
+    return out
+
+
+def gated_pauses(wave: np.ndarray, sample_rate: int, *, floor_db: float = -35.0, window_s: float = 0.02,
+                 min_pause_s: float = 0.12) -> np.ndarray:
+    """``wave`` with its pauses set to digital silence: every stretch of at least ``min_pause_s`` whose short-time
+    RMS stays ``floor_db`` below the loud (95th percentile) level.
+
+    A driving recording's pauses are often digital silence, a training clip's are room noise: gated, the clip shows
+    the network what silence sounds like next to the subject's own resting mouth in those frames.
+    """
+    mono = np.asarray(wave, np.float32).reshape(-1, np.shape(wave)[-1]).mean(axis=0)
+    hop = max(1, int(round(window_s * sample_rate)))
+    count = len(mono) // hop
+    if count == 0:
+        return np.asarray(wave, np.float32).copy()
+    rms = np.sqrt(np.mean(mono[:count * hop].reshape(count, hop) ** 2, axis=1) + 1e-12)
+    quiet = 20 * np.log10(rms / max(np.percentile(rms, 95), 1e-9)) < floor_db
+    quiet = _long_runs(quiet, max(1, int(round(min_pause_s / window_s))))
+    keep = np.repeat(~quiet, hop).astype(np.float32)
+    keep = np.concatenate([keep, np.ones(len(mono) - len(keep), np.float32)])
+    return (np.asarray(wave, np.float32) * keep).astype(np.float32)
+
+
+def _long_runs(mask: np.ndarray, length: int) -> np.ndarray:
+    """``mask`` with its True runs shorter than ``length`` cleared."""
+    out = np.zeros_like(mask)
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
+    for start, stop in zip(edges[::2], edges[1::2]):
+        if stop - start >= length:
+            out[start:stop] = True
     return out
 
 
