@@ -155,3 +155,14 @@ def require_free_space(folder: Path | str, need: int, what: str, safety: int = 2
         raise InputError(f"not enough disk space in {folder} for {what}: it needs about {need / 1e9:.2f} GB, "
                          f"{free / 1e9:.2f} GB are free; free some space there (or set SYNCTALK_CACHE_DIR / the "
                          "output folder to a bigger disk)")
+
+
+def set_aside(path: Path | str) -> Path:
+    """Rename ``path`` to the first free ``<stem>.old<k><suffix>`` beside it and return that name: a file that
+    cannot be used now (a training checkpoint of other data or settings) is kept, never overwritten."""
+    path = Path(path)
+    k = 1
+    while (target := path.with_name(f"{path.stem}.old{k}{path.suffix}")).exists():
+        k += 1
+    path.rename(target)
+    return target

@@ -135,12 +135,18 @@ def test_resume_after_interruption_reproduces_the_uninterrupted_run(data, tmp_pa
         assert diff <= 1e-6, f"{key} differs by {diff}"
 
 
-def test_resume_refuses_other_model_settings(data, tmp_path):
+def test_a_checkpoint_of_other_settings_is_set_aside(data, tmp_path):
     config = get_preset("quick", coarse_steps=2, fine_steps=0, **TINY)
-    Trainer(data, config, work_dir=tmp_path).run(evaluate=False)
-    other = config.replace(nerf={"grid_resolution": 32, "max_steps": 8})
-    with pytest.raises(SyncTalkError, match="max_steps"):
-        Trainer(data, other, work_dir=tmp_path).run(resume=True)
+    first = Trainer(data, config, work_dir=tmp_path)
+    first.run(evaluate=False)
+    saved = first.checkpoint_path.read_bytes()
+    other = Trainer(data, config.replace(nerf={"grid_resolution": 32, "max_steps": 8}), work_dir=tmp_path)
+    lines: list[str] = []
+    other.on_status = lines.append
+    other.run(evaluate=False)
+    assert any("max_steps" in line and "starts over" in line for line in lines)
+    assert (tmp_path / "checkpoint.old1.pt").read_bytes() == saved, "the first run's checkpoint is kept"
+    assert other.step == 2
 
 
 def test_missing_lpips_is_a_clear_error_unless_none(subject, monkeypatch):

@@ -15,7 +15,7 @@ from torch import nn
 from synctalk_lib.audio.ave import AudioVisualEncoder
 from synctalk_lib.audio.ave_train_data import ClipSamples
 from synctalk_lib.errors import InputError
-from synctalk_lib.paths import atomic_path
+from synctalk_lib.paths import atomic_path, set_aside
 
 log = logging.getLogger("synctalk")
 
@@ -50,10 +50,12 @@ def load_checkpoint(path: Path, models: nn.Module, optimizer: torch.optim.Optimi
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a checkpoint from another version or a damaged file: start over, say so
-        log.warning("SyncTalk: ignoring the AVE training checkpoint %s (%s)", path, exc)
+        log.warning("SyncTalk: cannot read the AVE training checkpoint %s (%s); it is kept as %s and training "
+                    "starts over", path, exc, set_aside(path))
         return None
     if state.get("fingerprint") != fingerprint:
-        log.warning("SyncTalk: %s belongs to other clips or settings; training starts from scratch", path)
+        log.warning("SyncTalk: %s belongs to other clips or settings, so it is not resumed; it is kept as %s and "
+                    "training starts over", path, set_aside(path))
         return None
     models.load_state_dict(state["models"])
     optimizer.load_state_dict(state["optimizer"])

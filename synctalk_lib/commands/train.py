@@ -3,7 +3,8 @@
 Reads the subject folder written by ``preprocess`` (clip, face track, head pose, audio features), trains with a
 preset (every number can be changed with ``--set key=value``), saves MODEL_DIR (``model.safetensors``,
 ``config.json``, ``subject/``) and writes ``MODEL_DIR/train_report.json``: steps, seconds, final losses, held-out
-PSNR. Checkpoints go to ``--work-dir`` (default ``MODEL_DIR.training`` beside it); ``--resume`` continues there.
+PSNR. Checkpoints go to ``--work-dir`` (default ``MODEL_DIR.training`` beside it); a run continues from a matching
+one there (``--no-resume``: start over; a checkpoint of another subject or other settings is set aside, not lost).
 """
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val-frames", default=None, help="held-out frames: '300:331', a fraction, or 0")
     parser.add_argument("--name", default=None, help="model name (default: the output folder's name)")
     parser.add_argument("--work-dir", type=Path, default=None, help="checkpoint folder (default MODEL_DIR.training)")
-    parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in the work folder")
+    parser.add_argument("--no-resume", action="store_true",
+                        help="start over instead of continuing from the checkpoint in the work folder")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override any training setting, e.g. --set rays_per_step=4096 --set nerf.max_steps=32")
@@ -87,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     with cli_progress(f"Training ({args.preset})") as on_step:
         model = pipeline.train(folder.load_subject(), args.out, preset=args.preset, iterations=args.iterations,
                                resolution=args.resolution, perceptual_loss=args.perceptual_loss,
-                               device=args.device, name=args.name, work_dir=args.work_dir, resume=bool(args.resume),
+                               device=args.device, name=args.name, work_dir=args.work_dir, resume=not args.no_resume,
                                reuse=False, models_dirs=args.models_dir, overrides=overrides, on_step=on_step,
                                on_status=on_status)
     summary = model.summary

@@ -37,7 +37,7 @@ from synctalk_lib.nerf.dataset import RayBatch, SubjectData
 from synctalk_lib.nerf.losses import LossWeights, load_perceptual, total_loss
 from synctalk_lib.nerf.model import SyncTalkNeRF
 from synctalk_lib.nerf.presets import TrainConfig
-from synctalk_lib.paths import atomic_path
+from synctalk_lib.paths import atomic_path, set_aside
 from synctalk_lib.progress import StepCallback, StatusCallback
 
 log = logging.getLogger("synctalk")
@@ -49,8 +49,8 @@ CHECKPOINT_VERSION = 1
 ADAM_BETAS = (0.0, 0.99)
 
 
-class SubjectMismatch(InputError):
-    """The checkpoint was trained on another subject."""
+class CheckpointMismatch(InputError):
+    """The checkpoint cannot be resumed: another subject, other model settings, another version, or damaged."""
 
 
 def subject_fingerprint(data: SubjectData, samples: int = 16) -> dict[str, str]:
@@ -235,7 +235,7 @@ class Trainer:
         return parts
 
     # ------------------------------------------------------------------------------------------------ run
-    def run(self, *, resume: bool = False, evaluate: bool = True) -> TrainResult:
+    def run(self, *, resume: bool = True, evaluate: bool = True) -> TrainResult:
         """Train to ``config.total_steps``; with ``resume`` continue from the checkpoint in ``work_dir``.
 
         With ``evaluate`` the summary gets ``heldout_psnr``: the mean PSNR of renders of the held-out frames.
@@ -247,8 +247,8 @@ class Trainer:
                 self.load_checkpoint(checkpoint)
                 resumed = True
                 self._status(f"resuming from step {self.step} ({checkpoint})")
-            except SubjectMismatch as exc:
-                self._status(f"warning: {exc}")
+            except CheckpointMismatch as exc:
+                self._status(f"warning: {exc}; it is kept as {set_aside(checkpoint)} and training starts over")
         if not resumed and self.step == 0:
             self.model.mark_untrained_cells(self.data.poses_ngp[self.data.train_indices].to(self.device),
                                             self.data.focal, self.data.cx, self.data.cy)
@@ -371,20 +371,20 @@ class Trainer:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
-            raise InputError(f"cannot read the training checkpoint {path} ({exc}); delete it to start over") from exc
+            raise CheckpointMismatch(f"cannot read the training checkpoint {path} ({exc})") from exc
         if state.get("format") != CHECKPOINT_FORMAT:
-            raise InputError(f"{path} is not a SyncTalk training checkpoint")
+            raise CheckpointMismatch(f"{path} is not a training checkpoint of this version")
         saved_subject = state.get("subject") or {}
         differ = [k for k, v in self.fingerprint.items() if saved_subject.get(k) != v]
         if differ:
-            raise SubjectMismatch(f"the checkpoint {path} was trained on another subject (its "
-                                  f"{', '.join(k.replace('_', ' ') for k in differ)} differ), so it is not resumed: "
-                                  "training starts over (give each subject its own name to keep both)")
+            raise CheckpointMismatch(f"the checkpoint {path} was trained on another subject (its "
+                                     f"{', '.join(k.replace('_', ' ') for k in differ)} differ), so it is not "
+                                     "resumed (give each subject its own name)")
         saved = NerfConfig.from_dict(state["nerf_config"])
         if saved != self.nerf_config:
             changed = [k for k, v in saved.to_dict().items() if self.nerf_config.to_dict().get(k) != v]
-            raise InputError(f"the checkpoint {path} was trained with different model settings ({', '.join(changed)}); "
-                             "resume with the same settings or start a new run (resume off)")
+            raise CheckpointMismatch(f"the checkpoint {path} was trained with other model settings "
+                                     f"({', '.join(changed)}), so it is not resumed")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -441,7 +441,7 @@ def heldout_psnr(model: SyncTalkNeRF, data: SubjectData, *, device: torch.device
 
 # ------------------------------------------------------------------------------------------- one call
 def train_subject(clip, track, pose, audio, *, preset: str = "auto", name: str = "synctalk",
-                  work_dir: Path | str | None = None, device: torch.device | str = "cpu", resume: bool = False,
+                  work_dir: Path | str | None = None, device: torch.device | str = "cpu", resume: bool = True,
                   iterations: int = 0, resolution: int = 0, perceptual_loss: str | None = None,
                   on_step: StepCallback | None = None, on_status: StatusCallback | None = None,
                   models_dirs=None, **overrides: Any):

@@ -38,7 +38,7 @@ def choose_perceptual_loss(choice: str | None, models_dirs: Iterable[Path | str]
 
 def train(subject: Subject, out: Path | str | None = None, *, preset: str = "auto", iterations: int = 0,
           resolution: int = 0, perceptual_loss: str | None = "auto", device: Any = "auto", name: str | None = None,
-          work_dir: Path | str | None = None, resume: bool = False, reuse: bool = True,
+          work_dir: Path | str | None = None, resume: bool = True, reuse: bool = True,
           models_dirs: Iterable[Path | str] | None = None, overrides: dict[str, Any] | None = None,
           on_step: StepCallback | None = None, on_status: StatusCallback | None = None):
     """Train the subject's head NeRF; returns the ``SyncTalkModel`` (saved to ``out`` when given).
@@ -52,7 +52,8 @@ def train(subject: Subject, out: Path | str | None = None, *, preset: str = "aut
         device: ``auto | cpu | cuda`` or a torch device.
         name: the model's name (default: ``out``'s folder name, else "synctalk").
         work_dir: checkpoints (default ``out.training`` beside ``out``; None without ``out``: no checkpoints).
-        resume: continue from the checkpoint in ``work_dir``.
+        resume: continue from a matching checkpoint in ``work_dir`` (one of another subject or other settings is
+            set aside as ``checkpoint.old<k>.pt`` and training starts over).
         reuse: with ``out``, return the saved model when it was trained from this subject with these settings.
         overrides: any other ``TrainConfig`` field (e.g. ``{"photometric": "l1", "nerf": {"max_steps": 32}}``).
     """
