@@ -31,6 +31,11 @@ class SyncTalkPortraitSyncBlend:
                                             "tooltip": "Match the render's colours to the video around the seam."}),
                 "neck_fill": ("BOOLEAN", {"default": True,
                                           "tooltip": "Fill the gap under a closing jaw with the average neck colour."}),
+                "paste": (["mouth", "face"], {"default": "mouth",
+                                              "tooltip": "mouth: only the lips, jaw and chin come from the render; "
+                                                         "eyes, brows and forehead stay the video's own, sharp "
+                                                         "(right with RenderTriPlane's expression 'training'). face: "
+                                                         "the whole face is the render's (expression 'neutral')."}),
                 "full_resolution": ("BOOLEAN", {"default": False,
                                                 "tooltip": "Paste into the full-resolution source video through the "
                                                            "clip's crop box (needs the source file)."}),
@@ -54,7 +59,7 @@ class SyncTalkPortraitSyncBlend:
     CATEGORY = "SyncTalk/Render"
 
     def blend(self, images, alpha, clip, head_pose, blur_kernel=9, blur_sigma=4.0, color_match=True, neck_fill=True,
-              full_resolution=False, preview_memory_mb=2048, face_track=None, audio=None):
+              paste="mouth", full_resolution=False, preview_memory_mb=2048, face_track=None, audio=None):
         import torch
 
         from synctalk_lib.media.audio import from_comfy_audio
@@ -62,7 +67,7 @@ class SyncTalkPortraitSyncBlend:
         from synctalk_lib.portrait.generate import generate_portrait_video
 
         settings = BlendSettings(blur_kernel=int(blur_kernel), blur_sigma=float(blur_sigma),
-                                 color_match=bool(color_match), neck_fill=bool(neck_fill))
+                                 color_match=bool(color_match), neck_fill=bool(neck_fill), paste=str(paste))
         full = _full_resolution_clip(clip) if full_resolution else None
         wave, rate = from_comfy_audio(audio, "audio") if audio is not None else (None, 0)
         total = int(images.shape[0])

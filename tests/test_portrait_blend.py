@@ -2,16 +2,19 @@
 does), identity, seam colour matching, detail restoration, neck-gap fill, full-resolution paste."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from geometry_fixtures import SIZE, head_scene
+from synctalk_lib.errors import InputError
 from synctalk_lib.face.indices import CHIN
 from synctalk_lib.portrait.blend import (BlendSettings, alpha_masks, blend_frame, paste_full_resolution, pose_masks,
                                          prepare_render, soft_mask)
 from synctalk_lib.pose.face_geometry import FaceGeometry, PoseRegions
 
-PLAIN = BlendSettings(color_match=False, neck_fill=False, restore_detail=False)
+PLAIN = BlendSettings(color_match=False, neck_fill=False, restore_detail=False, paste="face")
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +55,23 @@ def test_pixels_away_from_the_face_come_from_the_original(scene):
     centre = int(rows.mean()), int(cols.mean())
     np.testing.assert_allclose(out[centre], render[centre], atol=1e-6)
     assert 0.0 < soft_mask(masks.face, 9, 4.0).min() + 1 and 0.1 < out[rows.min() + 1, int(cols.mean()), 0] < 0.9
+
+
+def test_mouth_paste_keeps_the_reference_upper_face(scene):
+    """paste="mouth": the render shows only where the audio acts (down to the widest-open chin); the eyes and
+    forehead are the reference frame's pixels, exactly."""
+    regions, pose = scene
+    masks = pose_masks(regions, pose.c2w[5])
+    original, render = _frame([0.1, 0.5, 0.9]), _frame([0.9, 0.1, 0.1])
+    out = blend_frame(render, None, original, masks, dataclasses.replace(PLAIN, paste="mouth"))
+    mouth = masks.mouth > 0.5
+    upper = masks.face & (np.arange(SIZE)[:, None] < np.nonzero(mouth)[0].min() - 8)
+    assert upper.sum() > 50
+    np.testing.assert_array_equal(out[upper], original[upper])
+    rows, cols = np.nonzero(mouth)
+    np.testing.assert_allclose(out[int(rows.mean()), int(cols.mean())], render[0, 0], atol=1e-6)
+    with pytest.raises(InputError, match="paste"):
+        blend_frame(render, None, original, masks, dataclasses.replace(PLAIN, paste="hair"))
 
 
 def test_seam_colour_matching_removes_a_small_offset(scene):

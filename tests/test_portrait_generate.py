@@ -40,7 +40,7 @@ def test_blend_stream_uses_ping_pong_reference_frames(tmp_path):
     clip, track, pose = _subject(tmp_path)
     rgb, alpha = _render(10)
     frames = list(blend_stream([(0, rgb[:6], alpha[:6]), (6, rgb[6:], alpha[6:])], clip, pose, track=track,
-                               settings=BlendSettings(color_match=False)))
+                               settings=BlendSettings(color_match=False, paste="face")))
     assert len(frames) == 10
     corners = [int(f[2, 2, 1]) for f in frames]  # background corner shows the reference frame's colour
     assert corners == [40, 80, 120, 160, 160, 120, 80, 40, 40, 80]
@@ -78,7 +78,7 @@ def test_node_outputs_video_and_images(tmp_path, monkeypatch):
     node = pack.NODE_CLASS_MAPPINGS["SyncTalkPortraitSyncBlend"]()
     rgb, alpha = _render(6)
     audio = {"waveform": torch.zeros(1, 1, 16000 * 6 // 25), "sample_rate": 16000}
-    video, images = node.blend(torch.from_numpy(rgb), torch.from_numpy(alpha), clip, pose, face_track=track,
+    video, images = node.blend(torch.from_numpy(rgb), torch.from_numpy(alpha), clip, pose, face_track=track, paste="face",
                                audio=audio, color_match=False)
     assert images.shape == (6, H, W, 3) and images.dtype == torch.float32
     assert float(images[0][CENTRE][0]) == pytest.approx(1.0, abs=1e-6)

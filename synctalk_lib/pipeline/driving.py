@@ -53,6 +53,15 @@ class DriveResult:
         return self.frames / max(self.seconds.get("render_and_blend", 0.0), 1e-9)
 
 
+def default_blend(expression: Any):
+    """Blend settings for renders with ``expression``: the reference frame's own upper face where the expression
+    replays the reference frames ("training"), the whole rendered face otherwise."""
+    from synctalk_lib.portrait.blend import BlendSettings
+
+    replays = expression is None or (isinstance(expression, str) and expression == "training")
+    return BlendSettings(paste="mouth" if replays else "face")
+
+
 def drive(model, speech: Path | str | tuple[np.ndarray, int], out: Path | str, *, reference: Clip | None = None,
           encoder: str | None = None, expression: Any = "training", max_frames: int = 0,
           full_resolution: bool = False, blend=None, device: Any = "auto", batch_size: int = 4,
@@ -70,12 +79,11 @@ def drive(model, speech: Path | str | tuple[np.ndarray, int], out: Path | str, *
         expression: ``training`` (replay the reference blinks), ``neutral``, ``[E]`` or ``[F, E]``.
         max_frames: render at most this many frames (0 = as long as the speech); the sound is cut to match.
         full_resolution: paste into the source video at its own resolution through the clip's crop box.
-        blend: ``portrait.blend.BlendSettings`` (default: the paper's blur and seam matching).
+        blend: ``portrait.blend.BlendSettings`` (default: ``default_blend(expression)``).
     """
     from synctalk_lib import paths
     from synctalk_lib.devices import resolve_device
     from synctalk_lib.nerf.inference import render_frames
-    from synctalk_lib.portrait.blend import BlendSettings
     from synctalk_lib.portrait.generate import generate_portrait_video
 
     device = resolve_device(device)
@@ -97,7 +105,7 @@ def drive(model, speech: Path | str | tuple[np.ndarray, int], out: Path | str, *
         chunks = render_frames(model, features, expression=expression, count=total, batch_size=batch_size,
                                device=device)
         result = generate_portrait_video(chunks, total, reference, model.subject.pose, out,
-                                         track=model.subject.track, settings=blend or BlendSettings(),
+                                         track=model.subject.track, settings=blend or default_blend(expression),
                                          full_resolution=full, audio=wave, sample_rate=rate,
                                          preview_budget_bytes=0, on_step=on_step)
     seconds["render_and_blend"] = time.perf_counter() - started

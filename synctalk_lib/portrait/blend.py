@@ -17,7 +17,9 @@ lips, teeth and jaw keep the render's shape.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -42,6 +44,11 @@ class BlendSettings:
     training frame's), paint the reference neck colour instead of showing the background."""
     restore_detail: bool = True
     """Bring back real detail from the same-pose original where the render agrees with it (``portrait.restore``)."""
+    paste: Literal["mouth", "face"] = "mouth"
+    """Which part of the face is the render's. "mouth": the region the audio drives (lips, jaw, chin at their widest
+    reach); eyes, brows and forehead stay the reference frame's own sharp pixels — right whenever the expression
+    replays the reference frames (the default "training" expression). "face": the whole face oval, for renders with
+    another expression ("neutral") or other head poses."""
     detail: DetailSettings = DetailSettings()
 
 
@@ -156,6 +163,10 @@ def prepare_render(render: np.ndarray, alpha: np.ndarray | None, original: np.nd
     if render.shape != original.shape:
         raise InputError(f"rendered frame is {render.shape[1]}x{render.shape[0]} but the reference frame is "
                          f"{width}x{height}; render at the reference clip's size")
+    if settings.paste not in ("mouth", "face"):
+        raise InputError(f"paste must be 'mouth' or 'face', got {settings.paste!r}")
+    if settings.paste == "mouth" and masks.mouth.any():  # alpha_masks has no mouth region: the face it is
+        masks = dataclasses.replace(masks, face=masks.mouth > 0.5)
     opaque = np.ones((height, width), np.float32) if alpha is None else alpha.astype(np.float32)
     original = original.astype(np.float32)
     out = render.astype(np.float32)
