@@ -233,3 +233,8 @@ def test_training_on_speech_uses_speaker_variants(tmp_path):
                                    iterations=4, on_status=lines.append, **config)
     assert any("speaker variants" in line for line in lines)
     assert np.isfinite(summary["heldout_psnr"])
+
+
+def test_unknown_model_settings_are_refused():
+    with pytest.raises(ValueError, match="max_stepz"):
+        get_preset("quick", nerf={"max_stepz": 8}).validate()

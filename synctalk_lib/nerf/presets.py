@@ -119,6 +119,11 @@ class TrainConfig:
             raise ValueError("training needs at least one step (coarse_steps + fine_steps > 0)")
         if self.photometric not in ("l1", "mse"):
             raise ValueError(f"photometric must be 'l1' or 'mse', got {self.photometric!r}")
+        from synctalk_lib.nerf.config import NerfConfig
+
+        unknown = sorted(set(self.nerf) - {f.name for f in dataclasses.fields(NerfConfig)})
+        if unknown:  # a typo here would otherwise train hours with the default silently
+            raise ValueError(f"nerf has unknown model settings {unknown}; the settings are NerfConfig's fields")
         if not 0.0 <= self.speaker_variants <= 1.0:
             raise ValueError(f"speaker_variants must be in [0, 1], got {self.speaker_variants}")
         if not 0.0 < self.occupancy_fraction <= 1.0:
