@@ -32,7 +32,7 @@ def cpu_seconds() -> float:
 def prepare_subject(video: Path, subject_dir: Path, models_dir: Path, cache_dir: Path) -> float:
     """Run preprocess (+ head pose when preprocess has no pose step yet); returns seconds."""
     from synctalk_lib.cli import main
-    from synctalk_lib.subject import Subject, SubjectDir
+    from synctalk_lib.subject import SubjectDir
 
     started = time.perf_counter()
     subject = SubjectDir(subject_dir)
@@ -49,7 +49,7 @@ def prepare_subject(video: Path, subject_dir: Path, models_dir: Path, cache_dir:
     return time.perf_counter() - started
 
 
-def main() -> int:
+def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=Path(os.environ.get("SYNCTALK_SHARED", "../shared")))
     parser.add_argument("--work", type=Path, default=Path("/tmp/synctalk_bench_quick"))
@@ -65,9 +65,11 @@ def main() -> int:
     parser.add_argument("--render-frames", type=int, default=50, help="frames rendered for the fps measurement")
     parser.add_argument("--tag", default="", help="name of this run in the output")
     parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args()
+    return parser.parse_args()
 
-    import numpy as np
+
+def main() -> int:
+    args = parse_arguments()
     import torch
 
     from synctalk_lib.commands.train import parse_overrides
@@ -81,9 +83,8 @@ def main() -> int:
     models_dir = args.shared / "models"
     subject_dir = args.work / "subject"
     prep_seconds = prepare_subject(video, subject_dir, models_dir, args.work / "cache")
-    subject = SubjectDir(subject_dir)
-    clip, track, pose, audio = (subject.load_clip(), subject.load_face_track(), subject.load_head_pose(),
-                                subject.load_audio_features())
+    subject = SubjectDir(subject_dir).load_subject()
+    clip, track, pose, audio = subject.clip, subject.track, subject.pose, subject.features
     overrides = parse_overrides(args.set)
     if args.photometric:
         overrides["photometric"] = args.photometric
@@ -104,7 +105,7 @@ def main() -> int:
     load_after = os.getloadavg()
     model.save_pretrained(args.work / f"model{('_' + args.tag) if args.tag else ''}")
 
-    evaluation = evaluate_model(model, Subject(clip=clip, track=track, pose=pose, features=audio), device=device,
+    evaluation = evaluate_model(model, subject, device=device,
                                 models_dirs=[models_dir]).to_dict(per_frame=False)
     count = min(args.render_frames, audio.num_frames)
     started = time.perf_counter()
