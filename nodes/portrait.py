@@ -32,8 +32,8 @@ class SyncTalkPortraitSyncBlend:
                 "neck_fill": ("BOOLEAN", {"default": True,
                                           "tooltip": "Fill the gap under a closing jaw with the average neck colour."}),
                 "paste": (["mouth", "face"], {"default": "mouth",
-                                              "tooltip": "mouth: only the lips, jaw and chin come from the render; "
-                                                         "eyes, brows and forehead stay the video's own, sharp "
+                                              "tooltip": "mouth: only the lips and chin come from the render; "
+                                                         "eyes, brows, forehead and cheeks stay the video's own, sharp "
                                                          "(right with RenderTriPlane's expression 'training'). face: "
                                                          "the whole face is the render's (expression 'neutral')."}),
                 "full_resolution": ("BOOLEAN", {"default": False,

@@ -36,6 +36,7 @@ def test_face_region_reaches_below_the_widest_open_chin(scene):
         assert masks.face[int(chin[1]) + 1, int(chin[0])], "a jaw opening this wide must be pasted, not cut off"
         assert masks.mouth_row < chin[1] and masks.neck_band[0] > chin[1]
         assert (masks.mouth > 0.5).sum() < masks.face.sum()
+        assert masks.chin[int(chin[1]) + 1, int(chin[0])], "the mouth-only paste reaches as low"
 
 
 def test_identical_render_returns_the_original(scene):
@@ -58,17 +59,18 @@ def test_pixels_away_from_the_face_come_from_the_original(scene):
 
 
 def test_mouth_paste_keeps_the_reference_upper_face(scene):
-    """paste="mouth": the render shows only where the audio acts (down to the widest-open chin); the eyes and
-    forehead are the reference frame's pixels, exactly."""
+    """paste="mouth": the render shows only lips, chin and the jaw between the cheeks (down to the widest-open
+    chin); eyes, forehead, cheeks and jaw corners are the reference frame's pixels, exactly."""
     regions, pose = scene
     masks = pose_masks(regions, pose.c2w[5])
     original, render = _frame([0.1, 0.5, 0.9]), _frame([0.9, 0.1, 0.1])
     out = blend_frame(render, None, original, masks, dataclasses.replace(PLAIN, paste="mouth"))
-    mouth = masks.mouth > 0.5
-    upper = masks.face & (np.arange(SIZE)[:, None] < np.nonzero(mouth)[0].min() - 8)
+    chin = masks.chin
+    assert not (chin & ~(masks.mouth > 0.5)).any() and not (chin & ~masks.face).any()
+    upper = masks.face & (np.arange(SIZE)[:, None] < np.nonzero(chin)[0].min() - 8)
     assert upper.sum() > 50
     np.testing.assert_array_equal(out[upper], original[upper])
-    rows, cols = np.nonzero(mouth)
+    rows, cols = np.nonzero(chin)
     np.testing.assert_allclose(out[int(rows.mean()), int(cols.mean())], render[0, 0], atol=1e-6)
     with pytest.raises(InputError, match="paste"):
         blend_frame(render, None, original, masks, dataclasses.replace(PLAIN, paste="hair"))

@@ -45,8 +45,8 @@ class BlendSettings:
     restore_detail: bool = True
     """Bring back real detail from the same-pose original where the render agrees with it (``portrait.restore``)."""
     paste: Literal["mouth", "face"] = "mouth"
-    """Which part of the face is the render's. "mouth": the region the audio drives (lips, jaw, chin at their widest
-    reach); eyes, brows and forehead stay the reference frame's own sharp pixels — right whenever the expression
+    """Which part of the face is the render's. "mouth": lips, chin and the jaw between the cheeks at their widest
+    reach; eyes, brows, forehead, cheeks and jaw corners stay the reference frame's own sharp pixels — right whenever the expression
     replays the reference frames (the default "training" expression). "face": the whole face oval, for renders with
     another expression ("neutral") or other head poses."""
     detail: DetailSettings = DetailSettings()
@@ -64,6 +64,9 @@ class BlendMasks:
     """Image row of the mouth (the neck fill acts below it)."""
     neck_band: tuple[int, int, int, int]
     """(r0, r1, c0, c1) of the reference frame's neck just below the lowest chin, for the neck colour."""
+    chin: np.ndarray | None = None
+    """[H, W] bool: what ``paste="mouth"`` replaces — lips, chin and the jaw between the cheeks at their widest
+    reach (None: no face geometry, ``face`` is used)."""
 
 
 def _cv2():
@@ -90,7 +93,8 @@ def pose_masks(regions, c2w: np.ndarray) -> BlendMasks:
     r0 = int(np.clip(chin[1] + 0.05 * face_h, 0, regions.height - 1))
     band = (r0, int(np.clip(chin[1] + 0.25 * face_h, r0 + 1, regions.height)),
             int(np.clip(chin[0] - half, 0, regions.width - 1)), int(np.clip(chin[0] + half + 1, 1, regions.width)))
-    return BlendMasks(face=face, mouth=mouth, mouth_row=float(lips[:, 1].mean()), neck_band=band)
+    return BlendMasks(face=face, mouth=mouth, mouth_row=float(lips[:, 1].mean()), neck_band=band,
+                      chin=regions.mask("chin", c2w) > 0.5)
 
 
 def alpha_masks(alpha: np.ndarray, settings: BlendSettings = BlendSettings()) -> BlendMasks:
@@ -165,8 +169,8 @@ def prepare_render(render: np.ndarray, alpha: np.ndarray | None, original: np.nd
                          f"{width}x{height}; render at the reference clip's size")
     if settings.paste not in ("mouth", "face"):
         raise InputError(f"paste must be 'mouth' or 'face', got {settings.paste!r}")
-    if settings.paste == "mouth" and masks.mouth.any():  # alpha_masks has no mouth region: the face it is
-        masks = dataclasses.replace(masks, face=masks.mouth > 0.5)
+    if settings.paste == "mouth" and masks.chin is not None:  # alpha_masks has no geometry: the face it is
+        masks = dataclasses.replace(masks, face=masks.chin)
     opaque = np.ones((height, width), np.float32) if alpha is None else alpha.astype(np.float32)
     original = original.astype(np.float32)
     out = render.astype(np.float32)

@@ -25,7 +25,7 @@ from typing import Sequence
 import numpy as np
 
 from synctalk_lib.errors import InputError
-from synctalk_lib.face.indices import CHIN, FACE_OVAL, JAW, LEFT_EYE, NOSE_TIP, RIGHT_EYE
+from synctalk_lib.face.indices import CHIN, FACE_OVAL, JAW, LEFT_EYE, LIPS_OUTER, NOSE_TIP, RIGHT_EYE
 from synctalk_lib.face.regions import _convex_hull, _fill_polygon
 from synctalk_lib.pose.camera import nerf_to_opencv, project
 from synctalk_lib.pose.face_model import NUM_MESH_POINTS, RIGID_LANDMARKS
@@ -137,6 +137,8 @@ class RegionShape:
     """Head region beyond the face oval: above the forehead top and on each side (hair, ears)."""
     face_chin: float = 0.03
     """Portrait paste region: the face oval grown below the lowest chin."""
+    chin_side: float = 0.6
+    """The ``chin`` region's reach beyond the mouth corners, as a fraction of half the mouth's width."""
 
 
 @dataclass
@@ -177,8 +179,10 @@ class PoseRegions:
 
     # ------------------------------------------------------------------------------------------- polygons
     def polygon(self, name: str, c2w: np.ndarray) -> np.ndarray:
-        """Convex polygon ``[K, 2]`` (x, y) of region ``name``: ``mouth``, ``upper``, ``head`` or ``face``."""
-        builders = {"mouth": self._mouth, "upper": self._upper, "head": self._head, "face": self._face}
+        """Convex polygon ``[K, 2]`` (x, y) of region ``name``: ``mouth``, ``upper``, ``head``, ``face`` or
+        ``chin``."""
+        builders = {"mouth": self._mouth, "upper": self._upper, "head": self._head, "face": self._face,
+                    "chin": self._chin}
         if name not in builders:
             raise ValueError(f"unknown region {name!r}; choose one of {', '.join(builders)}")
         return builders[name](np.asarray(c2w, np.float64))
@@ -188,6 +192,19 @@ class PoseRegions:
         below = g.neutral[:, 1] <= g.neutral[SUBNASALE, 1]
         reach = g.lower_face_reach(self.shape.jaw_extra)
         return reach[np.concatenate([below, below])]
+
+    def _chin(self, c2w: np.ndarray) -> np.ndarray:
+        """The part of the mouth region between the cheeks: lips, chin and the jaw below them at their widest reach
+        (the jaw corners and outer cheeks barely move with speech, so the video's own pixels serve there)."""
+        g = self.geometry
+        lips_x = g.neutral[list(LIPS_OUTER), 0]
+        centre, half = (lips_x.max() + lips_x.min()) / 2.0, (lips_x.max() - lips_x.min()) / 2.0
+        keep = ((g.neutral[:, 1] <= g.neutral[SUBNASALE, 1])
+                & (np.abs(g.neutral[:, 0] - centre) <= half * (1.0 + self.shape.chin_side)))
+        reach = g.lower_face_reach(self.shape.jaw_extra)[np.concatenate([keep, keep])]
+        top = self.project(g.neutral[[NOSE_TIP]], c2w)[0]
+        hull = _grow(_convex_hull(self.project(reach, c2w)), self.shape.mouth_margin * self.face_height_px(c2w))
+        return _clip_above(hull, top, self._down(c2w))
 
     def _mouth(self, c2w: np.ndarray) -> np.ndarray:
         pts = self.project(self._lower_points(), c2w)
