@@ -94,7 +94,7 @@ def pose_masks(regions, c2w: np.ndarray) -> BlendMasks:
     band = (r0, int(np.clip(chin[1] + 0.25 * face_h, r0 + 1, regions.height)),
             int(np.clip(chin[0] - half, 0, regions.width - 1)), int(np.clip(chin[0] + half + 1, 1, regions.width)))
     return BlendMasks(face=face, mouth=mouth, mouth_row=float(lips[:, 1].mean()), neck_band=band,
-                      chin=regions.mask("chin", c2w) > 0.5)
+                      chin=(regions.mask("chin", c2w) > 0.5) & face)
 
 
 def alpha_masks(alpha: np.ndarray, settings: BlendSettings = BlendSettings()) -> BlendMasks:
