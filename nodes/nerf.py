@@ -240,6 +240,11 @@ class SyncTalkRenderTriPlane:
                                       "tooltip": "Memory budget of the IMAGE output; a longer render stops with an "
                                                  "error before starting (use max_frames or the `render` CLI, which "
                                                  "streams to a file)."}),
+                "region": (["head", "mouth"], {
+                    "default": "head",
+                    "tooltip": "head: render the whole head. mouth: render only the lips, chin and jaw (what "
+                               "PortraitSyncBlend's paste 'mouth' uses), about 3x faster; every other pixel is the "
+                               "reference frame's own. Needs expression 'training'."}),
             },
         }
 
@@ -251,7 +256,7 @@ class SyncTalkRenderTriPlane:
     CATEGORY = "SyncTalk/Render"
 
     def render(self, model, audio_features, expression="training", head_pose=None, device="auto", batch_size=4,
-               max_frames=0, memory_mb=8192):
+               max_frames=0, memory_mb=8192, region="head"):
         import torch
 
         from synctalk_lib.errors import InputError
@@ -272,7 +277,8 @@ class SyncTalkRenderTriPlane:
         with bridge.progress("Rendering (tri-plane NeRF)", total) as on_step:
             poses = None if head_pose is None else head_pose.c2w
             for chunk in render_frames(model, audio_features, expression=expression, poses=poses, count=total,
-                                       batch_size=int(batch_size), device=bridge.device(device), on_step=on_step):
+                                       batch_size=int(batch_size), device=bridge.device(device), region=str(region),
+                                       on_step=on_step):
                 end = chunk.first_index + len(chunk.rgb)
                 images[chunk.first_index:end] = torch.from_numpy(chunk.rgb)
                 masks[chunk.first_index:end] = torch.from_numpy(chunk.alpha)

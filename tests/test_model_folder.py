@@ -151,6 +151,38 @@ def test_expression_choices(model, subject):
         _render(model, subject.audio, count=2, expression="happy")
 
 
+def test_mouth_region_renders_the_mouth_over_the_reference_frame(model, subject):
+    """region="mouth": the head render's own pixels inside the mouth region (the same rays), the reference frame
+    itself with opacity 1 outside it, for a third of the rays or fewer."""
+    import cv2
+
+    from synctalk_lib.nerf.inference import model_ray_subject
+
+    head_rgb, head_alpha, _ = _render(model, subject.audio, count=4)
+    rgb, alpha, _ = _render(model, subject.audio, count=4, region="mouth")
+    rays = model_ray_subject(model)
+    size = (model.subject.height, model.subject.width)
+    assert size == (model.render_height, model.render_width), "one render pixel per output pixel"
+    for k, j in enumerate(reference_indices(4, model.subject.num_frames)):
+        inside = rays.mouth_mask(int(j), size)
+        assert 0 < inside.sum() <= 0.5 * rays.head_mask(int(j), size).sum()
+        original = subject.clip.frame(int(j)).astype(np.float32) / 255.0
+        assert np.array_equal(rgb[k][~inside], original[~inside]) and np.all(alpha[k][~inside] == 1.0)
+        core = cv2.distanceTransform(inside.astype(np.uint8), cv2.DIST_L2, 5) >= 2.0  # past the ramp
+        assert core.sum() > 20
+        assert np.abs(rgb[k][core] - head_rgb[k][core]).max() < 1e-4
+        assert np.abs(alpha[k][core] - head_alpha[k][core]).max() < 1e-4
+
+
+def test_mouth_region_refuses_what_it_cannot_show(model, subject):
+    with pytest.raises(InputError, match="region must be one of head, mouth"):
+        _render(model, subject.audio, count=1, region="face")
+    with pytest.raises(InputError, match="expression"):
+        _render(model, subject.audio, count=1, region="mouth", expression="neutral")
+    with pytest.raises(InputError, match="head poses"):
+        _render(model, subject.audio, count=1, region="mouth", poses=model.subject.c2w[:2])
+
+
 def test_train_render_evaluate_commands(tmp_path):
     """The CLI on a preprocess-style subject folder: train -> model folder + report, render -> MP4 with audio,
     evaluate -> the JSON keys the README promises."""

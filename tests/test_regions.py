@@ -121,3 +121,14 @@ def test_frame_background_keeps_the_frame_outside_the_head(subject):
     assert np.array_equal(out[~head], frame[~head])
     assert np.array_equal(out[head], bg.image[head])
     assert not (subject.head_masks[7] & (out == frame).all(-1) & ~(frame == bg.image).all(-1)).any()
+
+
+def test_convex_hull_keeps_only_the_corners():
+    from synctalk_lib.face.regions import _convex_hull
+
+    rng = np.random.default_rng(0)
+    corners = np.array([[0, 0], [10, 0], [10, 5], [0, 5]], np.float32)
+    inner = rng.uniform([1, 1], [9, 4], size=(50, 2)).astype(np.float32)
+    hull = _convex_hull(np.concatenate([inner, corners, corners[:2]]))
+    assert sorted(map(tuple, hull.tolist())) == sorted(map(tuple, corners.tolist()))
+    assert len(_convex_hull(corners[:2])) == 2

@@ -95,7 +95,7 @@ def _render_row(b: WorkflowBuilder, model: tuple[NodeRef, str], clip: tuple[Node
                 speech_column: int = 1) -> None:
     speech = b.node("LoadAudio", column=speech_column, row=row, height=150, audio=DRIVING_AUDIO)
     features = b.node("SyncTalkEncodeAudioAV", column=2, row=row, title="EncodeAudioAV (new speech)")
-    render = b.node("SyncTalkRenderTriPlane", column=3, row=row)
+    render = b.node("SyncTalkRenderTriPlane", column=3, row=row, region="mouth")
     blend = b.node("SyncTalkPortraitSyncBlend", column=4, row=row)
     save = b.node("SaveVideo", column=5, row=row, height=330, filename_prefix="synctalk/talking_head")
     b.connect(speech, "AUDIO", features, "audio")

@@ -287,27 +287,13 @@ class FaceRegions:
 
 # ---------------------------------------------------------------------------------------------------- helpers
 def _convex_hull(points: np.ndarray) -> np.ndarray:
-    """Convex hull ``[K, 2]`` of points ``[M, 2]`` (monotone chain; no OpenCV needed)."""
-    pts = np.unique(points.astype(np.float64), axis=0)
+    """Convex hull ``[K, 2]`` (float32) of points ``[M, 2]``; fewer than 3 distinct points come back as they are."""
+    import cv2
+
+    pts = np.unique(np.asarray(points, np.float32).reshape(-1, 2), axis=0)
     if len(pts) < 3:
-        return pts.astype(np.float32)
-    order = np.lexsort((pts[:, 1], pts[:, 0]))
-    pts = pts[order]
-
-    def cross(o, a, b) -> float:
-        return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
-
-    lower: list = []
-    for p in pts:
-        while len(lower) >= 2 and cross(lower[-2], lower[-1], p) <= 0:
-            lower.pop()
-        lower.append(p)
-    upper: list = []
-    for p in pts[::-1]:
-        while len(upper) >= 2 and cross(upper[-2], upper[-1], p) <= 0:
-            upper.pop()
-        upper.append(p)
-    return np.array(lower[:-1] + upper[:-1], dtype=np.float32)
+        return pts
+    return cv2.convexHull(pts).reshape(-1, 2).astype(np.float32)
 
 
 def _fill_polygon(polygon: np.ndarray, height: int, width: int, *, convex: bool = True) -> np.ndarray:

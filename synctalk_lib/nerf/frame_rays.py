@@ -38,6 +38,11 @@ GATE_FEATHER = 0.08
 density where the audio input switches on)."""
 
 
+MOUTH_RENDER_MARGIN = 0.1
+"""How far a mouth-only render reaches beyond the chin paste region, in face heights (about 23 px at 512 for a face
+230 px high): the portrait blend's colour-matching ring (6 px) and soft edge (5 px) read the render there, and the
+render's own edge (the resize from the render size, then a ramp into the reference frame) takes up to 10 px."""
+
 MASK_CACHE_ENTRIES = 256
 """Per-frame masks kept (a few MB at 128 px): training revisits frames every epoch."""
 
@@ -96,6 +101,22 @@ class RaySubject:
         if self.geometry is None:
             return self.regions_at(*size).head_mask(index)
         return self._pose_masks(index, pose, (int(size[0]), int(size[1])))[2]
+
+    def mouth_mask(self, index: int, size: tuple[int, int], pose: np.ndarray | None = None) -> np.ndarray:
+        """``[h, w]`` bool: what a portrait with the mouth-only paste takes from the render — the ``chin`` region
+        (lips, chin and the jaw between the cheeks at their widest reach) grown by :data:`MOUTH_RENDER_MARGIN`,
+        inside the head region. Subjects without a face geometry have no chin region: their whole head region."""
+        head = self.head_mask(index, size, pose)
+        if self.geometry is None:
+            return head
+        import cv2
+
+        c2w = np.asarray(self.pose.c2w[index] if pose is None else _numpy(pose), np.float64)
+        regions = self.pose_regions(int(size[0]), int(size[1]))
+        chin = regions.mask("chin", c2w) > 0.5
+        grow = max(1, int(np.ceil(MOUTH_RENDER_MARGIN * regions.face_height_px(c2w))))
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
+        return (cv2.dilate(chin.astype(np.uint8), kernel) > 0) & head
 
     def intrinsics(self, height: int, width: int) -> tuple[float, float, float]:
         """``(focal, cx, cy)`` in pixels of an image of ``height x width`` (scaled from the clip's)."""

@@ -10,6 +10,10 @@ resolution over a black background; the premultiplied head colour and its opacit
 clip's size and composited over that frame's background (its torso, neck and background, with the head region
 replaced by the clean background), so the output has the clip's size and a sharp background. Rendering is
 deterministic (no jitter; per-frame code row 0).
+
+``region="mouth"`` renders only what the portrait blend's mouth-only paste takes from the render (the chin region and
+a margin, :meth:`RaySubject.mouth_mask`); every other pixel is the reference frame itself. It casts a third of the
+head's rays, so the mouth can be rendered at a higher resolution for the same time.
 """
 from __future__ import annotations
 
@@ -28,6 +32,10 @@ from synctalk_lib.portrait.background import frame_background
 from synctalk_lib.timeline import reference_indices
 from synctalk_lib.types import AudioFeatures
 from synctalk_lib.progress import StepCallback
+
+
+RENDER_REGIONS = ("head", "mouth")
+"""What ``render_frames`` renders: the whole head region, or only what the mouth-only portrait paste uses."""
 
 
 class RenderChunk(NamedTuple):
@@ -128,7 +136,7 @@ def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
 def render_frames(model: SyncTalkModel, features: AudioFeatures, *, expression=None, poses=None,
                   frames: Sequence[int] | None = None, start: int = 0, count: int | None = None,
                   batch_size: int = 4, chunk_rays: int | None = None, device: torch.device | str | None = None,
-                  render_size: tuple[int, int] | None = None, as_uint8: bool = False,
+                  render_size: tuple[int, int] | None = None, region: str = "head", as_uint8: bool = False,
                   on_step: StepCallback | None = None) -> Iterator[RenderChunk]:
     """Render the subject speaking ``features``, yielding chunks of ``batch_size`` frames.
 
@@ -149,10 +157,20 @@ def render_frames(model: SyncTalkModel, features: AudioFeatures, *, expression=N
         chunk_rays: rays per internal render chunk (None: the model's default).
         device: where to render (default: the model's device).
         render_size: ``(height, width)`` the head is rendered at before it is resized to the clip's size.
+        region: "head" (the head region over the frame's background) or "mouth" (only what the mouth-only portrait
+            paste uses, over the reference frame itself; the alpha is 1 where the reference frame shows).
         as_uint8: yield uint8 frames instead of float32.
         on_step: ``on_step(done, total)`` after every chunk; may raise to stop.
     """
     check_features(model, features)
+    if region not in RENDER_REGIONS:
+        raise InputError(f"region must be one of {', '.join(RENDER_REGIONS)}, got {region!r}")
+    if region == "mouth" and not (expression is None or (isinstance(expression, str) and expression == "training")):
+        raise InputError("region 'mouth' renders only the lips, chin and jaw, where the expression has no effect; "
+                         "render region 'head' to show another expression (or use expression 'training')")
+    if region == "mouth" and poses is not None:
+        raise InputError("region 'mouth' keeps the reference frames' own pixels around the mouth, which show the "
+                         "reference head poses; render region 'head' with other head poses")
     refs_all, audio_rows = _frame_plan(model, features, frames, start, count)
     pose_override = _pose_override(poses)
     device = torch.device(device) if device is not None else model.device
@@ -169,7 +187,7 @@ def render_frames(model: SyncTalkModel, features: AudioFeatures, *, expression=N
         codes = nerf.encode_audio(audio_windows(feats, torch.from_numpy(outputs).to(device), nerf.config.audio_window))
         cams = [None if pose_override is None else pose_override[(start + int(i)) % len(pose_override)]
                 for i in idx]
-        rays = [_head_rays(model, ray_subject, int(j), c2w, size, device) for j, c2w in zip(refs, cams)]
+        rays = [_region_rays(model, ray_subject, int(j), c2w, size, region, device) for j, c2w in zip(refs, cams)]
         counts = torch.tensor([len(r.rays_o) for r in rays], device=device)
         out = nerf.render(torch.cat([r.rays_o for r in rays]), torch.cat([r.rays_d for r in rays]),
                           audio_code=codes.repeat_interleave(counts, dim=0),
@@ -181,6 +199,8 @@ def render_frames(model: SyncTalkModel, features: AudioFeatures, *, expression=N
             raise InputError(f"the model {model.name!r} rendered NaN values for output frames {int(idx[0])}.."
                              f"{int(idx[-1])}; its weights are damaged: train the subject again")
         rgb_out, alpha_out = _over_reference_frames(model, ray_subject, refs, head, alpha)
+        if region == "mouth":
+            _keep_reference_outside(model, ray_subject, refs, size, rgb_out, alpha_out)
         done += len(refs)
         first_index = int(idx[0]) + (0 if frames is not None else start)
         yield RenderChunk(first_index, (rgb_out * 255.0 + 0.5).astype(np.uint8) if as_uint8 else rgb_out, alpha_out)
@@ -198,14 +218,16 @@ def _render_size(model: SyncTalkModel, render_size: tuple[int, int] | None) -> t
     return height, width
 
 
-def _head_rays(model: SyncTalkModel, ray_subject: RaySubject, ref: int, c2w: np.ndarray | None,
-               size: tuple[int, int], device: torch.device):
-    """The rays of the head region of reference frame ``ref`` (seen from ``c2w`` when the pose is overridden)."""
+def _region_rays(model: SyncTalkModel, ray_subject: RaySubject, ref: int, c2w: np.ndarray | None,
+                 size: tuple[int, int], region: str, device: torch.device):
+    """The rays of ``region`` ("head" or "mouth") of reference frame ``ref`` (seen from ``c2w`` when the pose is
+    overridden)."""
     if c2w is not None and ray_subject.geometry is None:
         ref_for_gates = _nearest_reference(model, c2w)  # landmark gates: the reference frame nearest that camera
     else:
         ref_for_gates = ref
-    rows, cols = np.nonzero(ray_subject.head_mask(ref_for_gates, size, pose=c2w))
+    mask_of = ray_subject.mouth_mask if region == "mouth" else ray_subject.head_mask
+    rows, cols = np.nonzero(mask_of(ref_for_gates, size, pose=c2w))
     return frame_rays(ray_subject, ref_for_gates, pose=c2w, size=size, pixels=(rows, cols), device=device)
 
 
@@ -252,6 +274,23 @@ def _pose_override(poses) -> np.ndarray | None:
         raise InputError(f"poses must be [P, 4, 4] camera-to-world matrices, got {list(array.shape)}")
     _check_finite("the head poses", array, "run StabilizeHeadPose again or connect other poses")
     return array
+
+
+def _keep_reference_outside(model: SyncTalkModel, ray_subject: RaySubject, refs: np.ndarray,
+                            size: tuple[int, int], rgb_out: np.ndarray, alpha_out: np.ndarray) -> None:
+    """In place: outside the rendered mouth region the reference frame itself, with opacity 1; the render is ramped
+    in past its own edge, the render pixel the resize from the render size mixes with the unrendered ones."""
+    import cv2
+
+    subject = model.subject
+    big_h, big_w = subject.height, subject.width
+    edge = max(big_h / size[0], big_w / size[1])  # one render pixel, in output pixels
+    for k, j in enumerate(refs):
+        inside = ray_subject.mouth_mask(int(j), (big_h, big_w)).astype(np.uint8)
+        weight = np.clip(cv2.distanceTransform(inside, cv2.DIST_L2, 5) / edge - 1.0, 0.0, 1.0)
+        original = subject.frames.frame(int(j)).astype(np.float32) / 255.0
+        rgb_out[k] = original + weight[..., None] * (rgb_out[k] - original)
+        alpha_out[k] = 1.0 + weight * (alpha_out[k] - 1.0)
 
 
 def _over_reference_frames(model: SyncTalkModel, ray_subject: RaySubject, refs: np.ndarray, head: np.ndarray,

@@ -62,6 +62,12 @@ def default_blend(expression: Any):
     return BlendSettings(paste="mouth" if replays else "face")
 
 
+def render_region(settings) -> str:
+    """What the renderer must paint for a blend with ``settings``: only the mouth region when the blend pastes only
+    the mouth (the rest of every output pixel is the reference frame's), else the head."""
+    return "mouth" if settings.paste == "mouth" else "head"
+
+
 def drive(model, speech: Path | str | tuple[np.ndarray, int], out: Path | str, *, reference: Clip | None = None,
           encoder: str | None = None, expression: Any = "training", max_frames: int = 0,
           full_resolution: bool = False, blend=None, device: Any = "auto", batch_size: int = 4,
@@ -100,12 +106,13 @@ def drive(model, speech: Path | str | tuple[np.ndarray, int], out: Path | str, *
         wave = wave[:, :int(round(total / model.subject.fps * rate))]
     reference = reference if reference is not None else model.subject.reference_clip()
     full = full_resolution_clip(reference, cache, models_dirs) if full_resolution else None
+    settings = blend or default_blend(expression)
     started = time.perf_counter()
     with progress("Rendering and blending") as on_step:
         chunks = render_frames(model, features, expression=expression, count=total, batch_size=batch_size,
-                               device=device)
+                               device=device, region=render_region(settings))
         result = generate_portrait_video(chunks, total, reference, model.subject.pose, out,
-                                         track=model.subject.track, settings=blend or default_blend(expression),
+                                         track=model.subject.track, settings=settings,
                                          full_resolution=full, audio=wave, sample_rate=rate,
                                          preview_budget_bytes=0, on_step=on_step)
     seconds["render_and_blend"] = time.perf_counter() - started

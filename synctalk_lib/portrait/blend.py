@@ -108,10 +108,11 @@ def alpha_masks(alpha: np.ndarray, settings: BlendSettings = BlendSettings()) ->
                       neck_band=(0, 0, 0, 0))
 
 
-def soft_mask(mask: np.ndarray, kernel: int, sigma: float) -> np.ndarray:
-    """Gaussian-blurred mask (kernel forced odd, scaled from 512 px)."""
+def soft_mask(mask: np.ndarray, kernel: int, sigma: float, scale: float | None = None) -> np.ndarray:
+    """Gaussian-blurred mask (kernel forced odd, scaled from 512 px by ``scale``, default the mask's own size: give
+    the frame's for a crop)."""
     cv2 = _cv2()
-    scale = _scale(*mask.shape)
+    scale = _scale(*mask.shape) if scale is None else scale
     k = max(1, int(round(kernel * scale)))
     k += 1 - k % 2
     return cv2.GaussianBlur(mask.astype(np.float32), (k, k), sigma * scale)
@@ -128,6 +129,10 @@ def neck_colour(frame: np.ndarray, band: tuple[int, int, int, int]) -> np.ndarra
     return np.median(pixels, axis=0).astype(np.float32) if pixels.size else np.zeros(3, np.float32)
 
 
+RING_PX = 6
+"""Width (pixels at 512) of the ring on each side of the paste edge whose colours the seam matching compares."""
+
+
 def _ring(mask: np.ndarray, width_px: int) -> np.ndarray:
     cv2 = _cv2()
     kernel = np.ones((2 * width_px + 1, 2 * width_px + 1), np.uint8)
@@ -136,32 +141,58 @@ def _ring(mask: np.ndarray, width_px: int) -> np.ndarray:
 
 
 def colour_shift(render: np.ndarray, original: np.ndarray, mask: np.ndarray, valid: np.ndarray,
-                 max_shift: float) -> np.ndarray:
-    """Per-channel offset ``[3]`` that makes the render match the original around the mask edge."""
-    ring = _ring(mask, max(2, int(round(6 * _scale(*mask.shape))))) & valid
+                 max_shift: float, scale: float | None = None) -> np.ndarray:
+    """Per-channel offset ``[3]`` that makes the render match the original around the mask edge (``scale``: see
+    :func:`soft_mask`)."""
+    scale = _scale(*mask.shape) if scale is None else scale
+    ring = _ring(mask, max(2, int(round(RING_PX * scale)))) & valid
     if ring.sum() < 16:
         return np.zeros(3, np.float32)
     shift = original[ring].mean(axis=0) - render[ring].mean(axis=0)
     return np.clip(shift, -max_shift, max_shift).astype(np.float32)
 
 
-def fill_neck_gap(render: np.ndarray, alpha: np.ndarray, masks: BlendMasks, original: np.ndarray) -> np.ndarray:
-    """Where the face region shows the renderer's background below the mouth, paint the reference neck colour."""
+def fill_neck_gap(render: np.ndarray, alpha: np.ndarray, masks: BlendMasks, original: np.ndarray,
+                  colour: np.ndarray | None = None) -> np.ndarray:
+    """Where the face region shows the renderer's background below the mouth, paint the reference neck colour
+    (``colour``, else :func:`neck_colour` of ``original``)."""
     rows = np.arange(render.shape[0], dtype=np.float32)[:, None]
     gap = (1.0 - np.clip(alpha, 0.0, 1.0)) * masks.face * (rows > masks.mouth_row)
     if not gap.any():
         return render
+    colour = neck_colour(original, masks.neck_band) if colour is None else colour
     w = gap[..., None].astype(np.float32)
-    return render * (1.0 - w) + neck_colour(original, masks.neck_band)[None, None, :] * w
+    return render * (1.0 - w) + colour[None, None, :] * w
+
+
+def work_box(face: np.ndarray, settings: BlendSettings = BlendSettings()) -> tuple[slice, slice]:
+    """The rows and columns a blend of the paste region ``face`` reads and changes: its bounding box grown by what
+    the seam ring, the mask blur and the detail low-pass reach (whole frame when ``face`` is empty). Blending in
+    this box gives the whole-frame result (the Gaussians are cut beyond four sigmas) for a fraction of the work."""
+    height, width = face.shape
+    rows, cols = np.nonzero(face)
+    if rows.size == 0:
+        return slice(0, height), slice(0, width)
+    scale = _scale(height, width)
+    reach = int(np.ceil(scale * (RING_PX + settings.blur_kernel + 4 * max(settings.blur_sigma, settings.detail.sigma)))) + 2
+    return (slice(max(0, rows.min() - reach), min(height, rows.max() + 1 + reach)),
+            slice(max(0, cols.min() - reach), min(width, cols.max() + 1 + reach)))
+
+
+def _cropped(masks: BlendMasks, box: tuple[slice, slice]) -> BlendMasks:
+    r0, c0 = box[0].start, box[1].start
+    return dataclasses.replace(masks, face=masks.face[box], mouth=masks.mouth[box], mouth_row=masks.mouth_row - r0,
+                               chin=None if masks.chin is None else masks.chin[box])
 
 
 def prepare_render(render: np.ndarray, alpha: np.ndarray | None, original: np.ndarray, masks: BlendMasks,
-                   settings: BlendSettings = BlendSettings()) -> tuple[np.ndarray, np.ndarray]:
-    """The corrected render and the soft blend mask for one frame (see ``blend_frame``).
+                   settings: BlendSettings = BlendSettings()) -> tuple[np.ndarray, np.ndarray, tuple[slice, slice]]:
+    """The corrected render and the soft blend mask for one frame (see ``blend_frame``), inside the frame's
+    :func:`work_box` (the mask is 0 outside it).
 
     Returns:
-        (render [H, W, 3] float32 0..1 with the neck gap filled, seam colours matched and detail restored,
-        mask [H, W] float32 0..1).
+        (render [h, w, 3] float32 0..1 with the neck gap filled, seam colours matched and detail restored,
+        mask [h, w] float32 0..1, box: the rows and columns of the frame they cover).
     """
     height, width = original.shape[:2]
     if render.shape != original.shape:
@@ -171,16 +202,20 @@ def prepare_render(render: np.ndarray, alpha: np.ndarray | None, original: np.nd
         raise InputError(f"paste must be 'mouth' or 'face', got {settings.paste!r}")
     if settings.paste == "mouth" and masks.chin is not None:  # alpha_masks has no geometry: the face it is
         masks = dataclasses.replace(masks, face=masks.chin)
-    opaque = np.ones((height, width), np.float32) if alpha is None else alpha.astype(np.float32)
-    original = original.astype(np.float32)
-    out = render.astype(np.float32)
-    if settings.neck_fill and alpha is not None:
-        out = fill_neck_gap(out, opaque, masks, original)
+    box = work_box(masks.face, settings)
+    scale = _scale(height, width)
+    neck = neck_colour(original, masks.neck_band) if settings.neck_fill and alpha is not None else None
+    masks, original = _cropped(masks, box), original[box].astype(np.float32)
+    opaque = np.ones(original.shape[:2], np.float32) if alpha is None else alpha[box].astype(np.float32)
+    out = render[box].astype(np.float32)
+    if neck is not None:
+        out = fill_neck_gap(out, opaque, masks, original, neck)
     if settings.color_match:
-        out = np.clip(out + colour_shift(out, original, masks.face, opaque > 0.5, settings.max_color_shift), 0, 1)
+        shift = colour_shift(out, original, masks.face, opaque > 0.5, settings.max_color_shift, scale)
+        out = np.clip(out + shift, 0, 1)
     if settings.restore_detail:
-        out = restore_detail(out, original, masks.mouth, settings.detail)
-    return out, soft_mask(masks.face, settings.blur_kernel, settings.blur_sigma)
+        out = restore_detail(out, original, masks.mouth, settings.detail, scale)
+    return out, soft_mask(masks.face, settings.blur_kernel, settings.blur_sigma, scale), box
 
 
 def blend_frame(render: np.ndarray, alpha: np.ndarray | None, original: np.ndarray, masks: BlendMasks,
@@ -195,8 +230,10 @@ def blend_frame(render: np.ndarray, alpha: np.ndarray | None, original: np.ndarr
     Returns:
         [H, W, 3] float32 0..1.
     """
-    fixed, m = prepare_render(render, alpha, original, masks, settings)
-    return fixed * m[..., None] + original.astype(np.float32) * (1.0 - m[..., None])
+    fixed, m, box = prepare_render(render, alpha, original, masks, settings)
+    out = original.astype(np.float32, copy=True)
+    out[box] = fixed * m[..., None] + out[box] * (1.0 - m[..., None])
+    return out
 
 
 def paste_full_resolution(full_frame: np.ndarray, render: np.ndarray, crop_box: tuple[int, int, int, int],

@@ -89,10 +89,15 @@ def _paste_full(render: np.ndarray, alpha, original: np.ndarray, masks, settings
     """Blend into the full-resolution frame; detail is restored there, against the source's own pixels."""
     import dataclasses
 
-    fixed, mask = prepare_render(render, alpha, original, masks, dataclasses.replace(settings, restore_detail=False))
+    fixed, box_mask, box = prepare_render(render, alpha, original, masks,
+                                          dataclasses.replace(settings, restore_detail=False))
+    whole = np.asarray(render, np.float32).copy()
+    whole[box] = fixed
+    mask = np.zeros(render.shape[:2], np.float32)
+    mask[box] = box_mask
     if settings.restore_detail:
-        return paste_full_resolution(full, fixed, crop_box, mask, mouth=masks.mouth, detail=settings.detail)
-    return paste_full_resolution(full, fixed, crop_box, mask)
+        return paste_full_resolution(full, whole, crop_box, mask, mouth=masks.mouth, detail=settings.detail)
+    return paste_full_resolution(full, whole, crop_box, mask)
 
 
 def generate_portrait_video(chunks: Iterable[RenderChunk], total: int, reference: Clip, pose: HeadPose,

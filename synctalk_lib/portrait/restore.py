@@ -43,25 +43,27 @@ def low_pass(image: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.GaussianBlur(image, (0, 0), max(sigma, 1e-3))
 
 
-def agreement(render: np.ndarray, original: np.ndarray, settings: DetailSettings = DetailSettings()
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(a [H, W], L(render), L(original))``: 1 where the two agree at low frequencies, towards 0 where not."""
-    sigma = settings.sigma * _scale(render.shape)
+def agreement(render: np.ndarray, original: np.ndarray, settings: DetailSettings = DetailSettings(),
+              scale: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(a [H, W], L(render), L(original))``: 1 where the two agree at low frequencies, towards 0 where not
+    (``scale``: the frame's size / 512, default the image's own; give the frame's for a crop)."""
+    sigma = settings.sigma * (_scale(render.shape) if scale is None else scale)
     low_r, low_o = low_pass(render, sigma), low_pass(original, sigma)
     diff = np.abs(low_r - low_o).max(axis=2)
     return np.exp(-np.square(diff / settings.tolerance)).astype(np.float32), low_r, low_o
 
 
 def restore_detail(render: np.ndarray, original: np.ndarray, mouth: np.ndarray,
-                   settings: DetailSettings = DetailSettings()) -> np.ndarray:
+                   settings: DetailSettings = DetailSettings(), scale: float | None = None) -> np.ndarray:
     """The render with the reference frame's detail restored (see the module docstring).
 
     Args:
         render: [H, W, 3] float32 0..1, rendered at ``original``'s pose.
         original: [H, W, 3] float32 0..1, the reference frame.
         mouth: [H, W] float32 0..1, the region the audio drives (soft edges), where the shape stays the render's.
+        scale: see :func:`agreement`.
     """
-    a, low_r, low_o = agreement(render, original, settings)
+    a, low_r, low_o = agreement(render, original, settings, scale)
     a3 = a[..., None]
     outside = a3 * original + (1.0 - a3) * render
     inside = low_r + a3 * (original - low_o) + (1.0 - a3) * (render - low_r)
