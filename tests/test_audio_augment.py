@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from synctalk_lib.audio.augment import gated_pauses, speaker_variants
+from synctalk_lib.audio.augment import gated_pauses, paused_frames, speaker_variants
 from synctalk_lib.audio.features import encode_audio
 from synctalk_lib.errors import InputError
 
@@ -58,3 +58,13 @@ def test_pauses_become_digital_silence_and_speech_stays():
     assert len(rows) == 1 and rows[0].features.shape == (FRAMES, 1280)
     silence = encode_audio(np.zeros_like(wave), RATE, fps=FPS, encoder="mel").features
     assert np.allclose(rows[0].features[20], silence[20]) and not np.allclose(rows[0].features[12], silence[12])
+
+
+def test_paused_frames_are_the_frames_of_the_pauses():
+    rate, fps = 16000, 25.0
+    rng = np.random.default_rng(0)
+    wave = rng.normal(0, 0.3, rate * 2).astype(np.float32)  # 2 s of loud noise = 50 frames
+    wave[int(0.6 * rate):int(1.0 * rate)] *= 1e-3  # frames 15..24 are a pause (room noise, -60 dB)
+    paused = paused_frames(wave[None], rate, fps, 50)
+    assert paused.shape == (50,) and np.flatnonzero(paused).tolist() == list(range(15, 25))
+    assert not paused_frames(wave[None, :int(0.3 * rate)], rate, fps, 7).any(), "too short to judge: no pause"

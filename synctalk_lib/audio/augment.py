@@ -61,17 +61,34 @@ def gated_pauses(wave: np.ndarray, sample_rate: int, *, floor_db: float = -35.0,
     A driving recording's pauses are often digital silence, a training clip's are room noise: gated, the clip shows
     the network what silence sounds like next to the subject's own resting mouth in those frames.
     """
+    keep = (~pause_samples(wave, sample_rate, floor_db=floor_db, window_s=window_s,
+                           min_pause_s=min_pause_s)).astype(np.float32)
+    return (np.asarray(wave, np.float32) * keep).astype(np.float32)
+
+
+def pause_samples(wave: np.ndarray, sample_rate: int, *, floor_db: float = -35.0, window_s: float = 0.02,
+                  min_pause_s: float = 0.12) -> np.ndarray:
+    """``[T]`` bool: the samples inside pauses (see :func:`gated_pauses`)."""
     mono = np.asarray(wave, np.float32).reshape(-1, np.shape(wave)[-1]).mean(axis=0)
     hop = max(1, int(round(window_s * sample_rate)))
     count = len(mono) // hop
     if count == 0:
-        return np.asarray(wave, np.float32).copy()
+        return np.zeros(len(mono), bool)
     rms = np.sqrt(np.mean(mono[:count * hop].reshape(count, hop) ** 2, axis=1) + 1e-12)
     quiet = 20 * np.log10(rms / max(np.percentile(rms, 95), 1e-9)) < floor_db
     quiet = _long_runs(quiet, max(1, int(round(min_pause_s / window_s))))
-    keep = np.repeat(~quiet, hop).astype(np.float32)
-    keep = np.concatenate([keep, np.ones(len(mono) - len(keep), np.float32)])
-    return (np.asarray(wave, np.float32) * keep).astype(np.float32)
+    return np.concatenate([np.repeat(quiet, hop), np.zeros(len(mono) - count * hop, bool)])
+
+
+def paused_frames(wave: np.ndarray, sample_rate: int, fps: float, num_frames: int) -> np.ndarray:
+    """``[num_frames]`` bool: video frames at least half of whose sound lies in a pause (the subject is silent)."""
+    paused = pause_samples(wave, sample_rate)
+    edges = np.round(np.arange(num_frames + 1) * sample_rate / fps).astype(np.int64)
+    out = np.zeros(num_frames, bool)
+    for i in range(num_frames):
+        part = paused[edges[i]:edges[i + 1]]
+        out[i] = part.size > 0 and part.mean() >= 0.5
+    return out
 
 
 def _long_runs(mask: np.ndarray, length: int) -> np.ndarray:

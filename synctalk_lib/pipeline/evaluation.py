@@ -94,6 +94,9 @@ class RealClipScores:
     opening: OpeningStats
     closed: ClosedMouth
     """The subject's closed-mouth jawOpen range."""
+    pauses: OpeningStats | None = None
+    """jawOpen of the real frames in the clip's own pauses (``audio.augment.paused_frames``): the subject's mouth
+    when they are silent (None without audio)."""
     jaw_open: list[float | None] = field(default_factory=list, repr=False)
 
 
@@ -298,14 +301,19 @@ class _Run:
                 if on_step is not None:
                     on_step(i + 1, clip.num_frames)
         opening = meter.values
+        pauses = None
         if clip.has_audio:
+            from synctalk_lib.audio.augment import paused_frames
+
             envelope = lipsync_correlation(audio_envelope(clip.audio_waveform(), clip.sample_rate, clip.fps,
                                                           clip.num_frames), opening, max_lag=max_lag)
+            paused = paused_frames(clip.audio_waveform(), clip.sample_rate, clip.fps, clip.num_frames)
+            pauses = opening_stats(np.asarray(opening, np.float64)[paused[:len(opening)]])
         else:
             envelope = lipsync_correlation(np.zeros(0), np.zeros(0), max_lag=max_lag)
             self.notes.append("the subject clip has no audio: no reference value for the lip-sync proxy")
         return RealClipScores(envelope=envelope, opening=opening_stats(opening), closed=closed_mouth(opening),
-                              jaw_open=_json_list(opening))
+                              pauses=pauses, jaw_open=_json_list(opening))
 
     def drive(self, name: str, source: Any, real: RealClipScores, *, max_frames: int, max_lag: int) -> DriveScores:
         """Render ``source`` like ``drive`` does and measure the mouth of the head and portrait frames."""
@@ -456,6 +464,10 @@ def drive_table(data: Mapping[str, Any]) -> str:
         rows.append(f"Subject's closed-mouth jawOpen range (real frames at or below the {c['quantile']:g} quantile, "
                     f"{c['frames']} frames): {_fmt(c['low'])}..{_fmt(c['high'])}, mean {_fmt(c['mean'])}, "
                     f"std {_fmt(c['std'])}.")
+        p = real.get("pauses")
+        if p and p.get("frames"):
+            rows.append(f"Subject's mouth in the clip's own pauses ({p['frames']} frames): jawOpen mean "
+                        f"{_fmt(p['mean'])}, std {_fmt(p['std'])}.")
     return "\n".join(rows)
 
 
