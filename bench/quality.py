@@ -151,6 +151,8 @@ def main() -> int:
     parser.add_argument("--iterations", type=int, default=0, help="training steps (0 = the preset's)")
     parser.add_argument("--perceptual-loss", default="none", choices=["none", "lpips", "auto"])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--encoder", default=None,
+                        help="audio encoder of a model trained on your own AVE weights: ave-file:PATH")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--voices", default=VOICES, help="espeak-ng voice:speed:pitch list ('' = none)")
     parser.add_argument("--speech", type=Path, action="append", default=[], help="more speech files (repeatable)")
@@ -185,7 +187,7 @@ def main() -> int:
     evaluation = evaluate_model(model, subject, heldout_audio=[v for v in args.heldout_audio.split(",") if v],
                                 speech=speech, silence=True, max_frames=args.max_frames, device=model.device,
                                 models_dirs=[args.shared / "models"], samples=3 if args.save_frames else 0,
-                                progress=cli_progress)
+                                encoder=args.encoder, progress=cli_progress)
     info["timings"]["evaluate_s"] = round(time.perf_counter() - started, 1)
     if args.save_frames:
         save_frames(evaluation.samples, args.save_frames)
