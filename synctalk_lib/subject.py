@@ -51,6 +51,10 @@ class Subject:
     def num_frames(self) -> int:
         return self.clip.num_frames
 
+    def audio_encoder(self) -> str | None:
+        """``ave-file:<path>`` of the subject's own audio encoder when its features come from it, else None."""
+        return self.folder.audio_encoder(self.features.encoder_id) if self.folder is not None else None
+
     def identity(self) -> dict[str, Any]:
         """What the subject's data depends on (for reusing a model trained on it): its folder's stage settings,
         else the shapes and encoder of its parts."""
@@ -68,6 +72,8 @@ class SubjectDir:
     AUDIO_FEATURES = "audio_features.npz"
     LEGACY_AUDIO_FEATURES = "audio_features.npy"
     """Written by versions before 0.2 (the array alone; encoder id and fps in report.json); still read."""
+    AUDIO_ENCODER = "audio_encoder.safetensors"
+    """The subject's own audio-visual encoder (``preprocess`` with the audio encoder ``own``)."""
     FACE_TRACK = "face_track.npz"
     HEAD_POSE = "head_pose.npz"
     REPORT = "report.json"
@@ -124,6 +130,16 @@ class SubjectDir:
 
     def save_audio_features(self, features: AudioFeatures) -> Path:
         return features.save(self.path(self.AUDIO_FEATURES))
+
+    def audio_encoder(self, encoder_id: str) -> str | None:
+        """``ave-file:<path>`` of the subject's own encoder when features with ``encoder_id`` come from it (the
+        encoder that makes such features again: speaker variants, driving speech); None otherwise."""
+        path = self.path(self.AUDIO_ENCODER)
+        if not (encoder_id.startswith("ave-file") and path.is_file()):
+            return None
+        from synctalk_lib.audio.ave import file_id
+
+        return f"ave-file:{path}" if file_id(path) == encoder_id else None
 
     def load_audio_features(self) -> AudioFeatures:
         """The clip's audio features (``audio_features.npz``; a legacy ``.npy`` with report.json is read too)."""

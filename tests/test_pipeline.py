@@ -51,9 +51,40 @@ def test_preprocess_reuses_every_stage(subject, may_video: Path, shared_models: 
     again = pipeline.preprocess(may_video, subject.folder.root,
                                 pipeline.PreprocessSettings(max_duration=2, audio_encoder="mel"),
                                 models_dirs=[shared_models], cache_dir=subject.clip.root.parent)
-    assert again.folder.read_report()["reused"] == ["load_video", "audio_features", "face_track", "pose"]
+    assert again.folder.read_report()["reused"] == ["load_video", "face_track", "audio_features", "pose"]
     with pytest.raises(InputError, match="unknown preprocess stage"):
         pipeline.preprocess(may_video, subject.folder.root, redo=["posee"])
+
+
+def test_the_subjects_own_audio_encoder_goes_from_preprocess_to_the_driving_speech(
+        may_video: Path, shared_models: Path, tmp_path: Path, monkeypatch):
+    """audio_encoder "own": an AVE trained on the clip (a few steps here) makes the features, the speaker variants
+    and, carried in the model folder, the features of any driving speech, with no encoder named again."""
+    import numpy as np
+
+    from synctalk_lib.audio.ave import file_id
+    from synctalk_lib.pipeline import preprocessing
+
+    monkeypatch.setattr(preprocessing, "OWN_ENCODER_STEPS", 2)
+    subject = pipeline.preprocess(may_video, tmp_path / "subject",
+                                  pipeline.PreprocessSettings(max_duration=2, audio_encoder="own"),
+                                  models_dirs=[shared_models], cache_dir=tmp_path / "cache")
+    weights = subject.folder.path(subject.folder.AUDIO_ENCODER)
+    assert subject.features.encoder_id == file_id(weights) and subject.features.dim == 512
+    assert subject.audio_encoder() == f"ave-file:{weights}"
+    assert not list(tmp_path.glob("subject/*.train.pt")), "the optimiser state is not kept"
+    pipeline.train(subject, tmp_path / "model", preset="quick", **TINY)
+    model = pipeline.load_model(tmp_path / "model", device="cpu", reference=subject.clip)
+    assert not any("speaker variants" in note for note in model.summary.get("notes", []))
+    assert model.audio_encoder() == f"ave-file:{tmp_path / 'model' / 'audio_encoder.safetensors'}"
+    again = pipeline.encode(model, subject.folder.path("audio.wav"))
+    assert again.encoder_id == subject.features.encoder_id
+    np.testing.assert_allclose(again.features, subject.features.features, atol=1e-3)  # audio.wav is 16-bit
+    weights.unlink()  # features without their encoder are made again
+    pipeline.preprocess(may_video, tmp_path / "subject",
+                        pipeline.PreprocessSettings(max_duration=2, audio_encoder="own"),
+                        models_dirs=[shared_models], cache_dir=tmp_path / "cache")
+    assert weights.is_file()
 
 
 def test_stage_log_reuses_only_identical_settings_with_outputs(tmp_path: Path):

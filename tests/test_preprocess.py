@@ -81,7 +81,7 @@ def test_rerun_reuses_and_redoes_what_changed(prepared, may_video: Path, shared_
 
     assert main(preprocess_args(may_video, out, cache, shared_models)) == 0
     report = subject.read_report()
-    assert report["reused"] == ["load_video", "audio_features", "face_track", "pose"]
+    assert report["reused"] == ["load_video", "face_track", "audio_features", "pose"]
     for name in (SubjectDir.AUDIO_FEATURES, SubjectDir.FACE_TRACK, SubjectDir.AUDIO_WAV):
         assert subject.path(name).stat().st_mtime_ns == mtimes[name]
 
@@ -106,18 +106,18 @@ def test_failed_step_resumes(prepared, may_video: Path, shared_models: Path, tmp
     argv = preprocess_args(may_video, out, prepared[1], shared_models)
 
     def broken(ctx):
-        raise InputError("simulated failure in the face step")
+        raise InputError("simulated failure in the pose step")
 
     monkeypatch.setattr(pipeline_preprocess, "STAGES", tuple(dataclasses.replace(s, run=broken)
-                                                             if s.name == "face_track" else s for s in STAGES))
+                                                             if s.name == "pose" else s for s in STAGES))
     assert main(argv) == 1  # an InputError becomes exit code 1 with the message on stderr
     report = SubjectDir(out).read_report()
-    assert set(report["steps"]) == {"load_video", "audio_features"}  # written after each finished step
-    assert not SubjectDir(out).path(SubjectDir.FACE_TRACK).exists()
+    assert set(report["steps"]) == {"load_video", "face_track", "audio_features"}  # written after each step
+    assert not SubjectDir(out).path(SubjectDir.HEAD_POSE).exists()
 
     monkeypatch.setattr(pipeline_preprocess, "STAGES", STAGES)
     assert main(argv) == 0
-    assert SubjectDir(out).read_report()["reused"] == ["load_video", "audio_features"]
+    assert SubjectDir(out).read_report()["reused"] == ["load_video", "face_track", "audio_features"]
 
 
 def test_a_new_stage_is_one_line(prepared, tmp_path: Path):
@@ -135,7 +135,7 @@ def test_a_new_stage_is_one_line(prepared, tmp_path: Path):
     pipeline_preprocess.preprocess(video, out, PreprocessSettings(max_duration=2, audio_encoder="mel"),
                                    cache_dir=prepared[1], stages=STAGES + (extra,))
     report = subject.read_report()
-    assert report["reused"] == ["load_video", "audio_features", "face_track", "pose"]
+    assert report["reused"] == ["load_video", "face_track", "audio_features", "pose"]
     assert report["extra"] == {"frames_seen": 50} and "extra" in report["seconds"]
     assert json.loads(subject.path(SubjectDir.REPORT).read_text())["steps"]["extra"]["outputs"] == ["extra.txt"]
 

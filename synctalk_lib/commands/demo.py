@@ -25,7 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="training preset (auto: standard with a CUDA GPU, quick on a CPU)")
     parser.add_argument("--iterations", type=int, default=0, help="training steps (0 = the preset's)")
     parser.add_argument("--resolution", type=int, default=0, help="training resolution (0 = the preset's)")
-    parser.add_argument("--audio-encoder", default="auto", help="auto, ave, ave-file:PATH or mel")
+    parser.add_argument("--audio-encoder", default="auto",
+                        help="auto (default: the official ave when its weights are here, else own), own (trained "
+                             "on the clip, about 90 s), ave, ave-file:PATH or mel")
     parser.add_argument("--perceptual-loss", choices=["auto", "lpips", "none"], default="auto",
                         help="fine-stage loss: lpips needs its weights; auto uses them when present, else none")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")

@@ -22,8 +22,9 @@ def add_video_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_audio_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--audio-encoder", default="auto", metavar="auto|ave|ave-file:PATH|mel",
-                        help="audio features: the official audio-visual encoder (ave), your own AVE weights "
+    parser.add_argument("--audio-encoder", default="auto", metavar="auto|own|ave|ave-file:PATH|mel",
+                        help="audio features: the official audio-visual encoder (ave), one trained here on this "
+                             "clip's own speech and lips (own, about 90 s on a CPU), your own AVE weights "
                              "(ave-file:PATH), the plain mel windows (mel, no weights), or auto (ave when its "
                              "weights are available, else mel with a warning). Default auto")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",

@@ -55,7 +55,7 @@ def check_features(model: SyncTalkModel, features: AudioFeatures) -> None:
         raise InputError(
             f"the audio features come from {features.encoder_id!r} (D = {features.dim}) but the model "
             f"{model.name!r} was trained on {model.encoder_id!r} (D = {model.feature_dim}); encode the audio with "
-            f"the same encoder as the training audio (EncodeAudioAV encoder={_encoder_choice(model.encoder_id)!r})")
+            f"the same encoder as the training audio (EncodeAudioAV encoder={_encoder_choice(model)!r})")
     if abs(features.fps - model.subject.fps) > 1e-3:
         raise InputError(f"the audio features are at {features.fps:g} fps but the model renders at "
                          f"{model.subject.fps:g} fps; encode the audio at {model.subject.fps:g} fps")
@@ -72,10 +72,11 @@ def _check_finite(what: str, values: np.ndarray, fix: str) -> None:
                          f"{fix}")
 
 
-def _encoder_choice(encoder_id: str) -> str:
-    """The ``encode_audio`` encoder argument that makes features with ``encoder_id`` (for messages)."""
+def _encoder_choice(model: SyncTalkModel) -> str:
+    """The ``encode_audio`` encoder argument that makes features for ``model`` (for messages)."""
+    encoder_id = model.encoder_id
     if encoder_id.startswith("ave-file"):
-        return "ave-file:<the same weights file>"
+        return model.audio_encoder() or "ave-file:<the same weights file>"
     try:
         return encoder_for(encoder_id)
     except InputError:  # an encoder this version cannot make: name it as the model does

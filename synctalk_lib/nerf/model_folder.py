@@ -12,6 +12,8 @@ Folder layout (everything RenderTriPlane and a portrait blend need; no pickles, 
         head_pose.npz        HeadPose of the reference frames (intrinsics, camera-to-world)
         background.png       the clean background at the clip's size
         reference.mp4        the reference frames (H.264, near-lossless) for per-frame backgrounds and blending
+      audio_encoder.safetensors   only for models trained on the subject's own audio encoder (``preprocess
+                             --audio-encoder own``): driving speech is encoded with it
 
     model = SyncTalkModel.from_pretrained("may")                 # models/synctalk/may, or a folder path
     model = SyncTalkModel.from_pretrained(repo_id="owner/may")   # a Hugging Face Hub repo (see hub.py)
@@ -65,7 +67,9 @@ REFERENCE_FILE = "reference.mp4"
 FOLDER_FILES = (CONFIG_FILE, WEIGHTS_FILE, f"{SUBJECT_DIR}/{SUBJECT_FILE}", f"{SUBJECT_DIR}/{TRACK_FILE}",
                 f"{SUBJECT_DIR}/{POSE_FILE}", f"{SUBJECT_DIR}/{BACKGROUND_FILE}", f"{SUBJECT_DIR}/{REFERENCE_FILE}")
 """Every file of a model folder (also what a Hub download may fetch, with the optional extras below)."""
-OPTIONAL_FILES = ("train_report.json", "README.md")
+AUDIO_ENCODER_FILE = "audio_encoder.safetensors"
+"""The subject's own audio-visual encoder, for models trained on its features (the driving speech needs it)."""
+OPTIONAL_FILES = ("train_report.json", "README.md", AUDIO_ENCODER_FILE)
 REFERENCE_CRF = 12
 """x264 quality of the stored reference frames (near-lossless; they become the backgrounds under the head)."""
 REFERENCE_BYTES_PER_PIXEL = 3 / 8
@@ -253,6 +257,13 @@ class SyncTalkModel:
         self.train_config = dict(train_config or {})
         self.summary = dict(summary or {})
         self.folder = folder
+        self.audio_encoder_file: Path | None = None
+        """The weights of the subject's own audio encoder when the model was trained on its features."""
+
+    def audio_encoder(self) -> str | None:
+        """``ave-file:<path>`` of the model's own audio encoder (None: a built-in encoder makes its features)."""
+        path = self.audio_encoder_file
+        return f"ave-file:{path}" if path is not None and Path(path).is_file() else None
 
     @property
     def config(self) -> NerfConfig:
@@ -356,7 +367,11 @@ def save_pretrained(model: SyncTalkModel, folder: Path | str) -> Path:
         subject.pose.save(sub / POSE_FILE)
         _write_png(sub / BACKGROUND_FILE, subject.background)
         write_reference_video(subject.frames, sub / REFERENCE_FILE, subject.fps)
+        if model.audio_encoder() is not None:
+            shutil.copyfile(model.audio_encoder_file, tmp / AUDIO_ENCODER_FILE)
     model.folder = folder
+    if model.audio_encoder() is not None:
+        model.audio_encoder_file = folder / AUDIO_ENCODER_FILE
     log.info("SyncTalk: saved model %r to %s", model.name, folder)
     return folder
 
@@ -411,10 +426,13 @@ def load_model_folder(folder: Path | str, *, device: torch.device | str = "cpu",
     training = config.get("training") if isinstance(config.get("training"), dict) else {}
     margin = checks.need(folder / CONFIG_FILE, config.get("render") or {}, "lip_gate_margin", float, low=0.0,
                          high=1.0, optional=True, default=0.15)
-    return SyncTalkModel(nerf, subject, render_size=render_size, encoder_id=encoder_id, feature_dim=feature_dim,
-                         name=str(config.get("name", folder.name)), train_config=training.get("config"),
-                         summary=training.get("summary"), folder=folder, lip_gate_margin=float(margin),
-                         region_shape=_region_shape(folder / CONFIG_FILE, (config.get("render") or {}).get("regions")))
+    model = SyncTalkModel(nerf, subject, render_size=render_size, encoder_id=encoder_id, feature_dim=feature_dim,
+                          name=str(config.get("name", folder.name)), train_config=training.get("config"),
+                          summary=training.get("summary"), folder=folder, lip_gate_margin=float(margin),
+                          region_shape=_region_shape(folder / CONFIG_FILE, (config.get("render") or {}).get("regions")))
+    if (folder / AUDIO_ENCODER_FILE).is_file():
+        model.audio_encoder_file = folder / AUDIO_ENCODER_FILE
+    return model
 
 
 def _region_shape(path: Path, values: Any) -> RegionShape | None:

@@ -444,7 +444,7 @@ def train_subject(clip, track, pose, audio, *, preset: str = "auto", name: str =
                   work_dir: Path | str | None = None, device: torch.device | str = "cpu", resume: bool = True,
                   iterations: int = 0, resolution: int = 0, perceptual_loss: str | None = None,
                   on_step: StepCallback | None = None, on_status: StatusCallback | None = None,
-                  models_dirs=None, **overrides: Any):
+                  models_dirs=None, audio_encoder: str | None = None, **overrides: Any):
     """Train a subject from the four hand-off types; returns ``(SyncTalkModel, summary)``.
 
     Args:
@@ -459,6 +459,8 @@ def train_subject(clip, track, pose, audio, *, preset: str = "auto", name: str =
         perceptual_loss: "lpips" or "none" (None = the preset's).
         on_step, on_status: progress callbacks (see :class:`Trainer`).
         models_dirs: folders searched for the LPIPS weights.
+        audio_encoder: the ``encode_audio`` encoder that made ``audio`` when the features alone do not say it
+            (``ave-file:<path>``); the speaker variants are encoded with it, and the model keeps it.
         overrides: any other :class:`TrainConfig` field.
     """
     from synctalk_lib.media.training_checks import training_notes
@@ -487,7 +489,7 @@ def train_subject(clip, track, pose, audio, *, preset: str = "auto", name: str =
         for note in notes:
             on_status(f"note: {note}")
         on_status("preparing the training data (clean background, regions)")
-    variants = _speaker_variants(clip, audio, config, models_dirs, device, notes, on_status)
+    variants = _speaker_variants(clip, audio, config, models_dirs, device, notes, on_status, audio_encoder)
     data = SubjectData(clip, track, pose, audio, settings=settings, audio_variants=variants)
     trainer = Trainer(data, config, work_dir=work_dir, device=device, on_step=on_step, on_status=on_status,
                       models_dirs=models_dirs)
@@ -498,11 +500,13 @@ def train_subject(clip, track, pose, audio, *, preset: str = "auto", name: str =
         summary["notes"] = notes
     model = SyncTalkModel.from_training(result.model, data, name=name, train_config=config.to_dict(),
                                         summary=summary)
+    if audio_encoder is not None and audio_encoder.startswith("ave-file:"):
+        model.audio_encoder_file = Path(audio_encoder.partition(":")[2])
     return model, summary
 
 
 def _speaker_variants(clip, audio, config: TrainConfig, models_dirs, device, notes: list[str],
-                      on_status: StatusCallback | None) -> list:
+                      on_status: StatusCallback | None, audio_encoder: str | None = None) -> list:
     """The subject's speech as other voices (``audio.augment``), encoded like its features; none when the
     config asks for none, the clip has no audio, or the features' encoder cannot be run again here (a note)."""
     from synctalk_lib.audio.augment import speaker_variants
@@ -511,7 +515,7 @@ def _speaker_variants(clip, audio, config: TrainConfig, models_dirs, device, not
     if config.speaker_variants <= 0 or not clip.has_audio:
         return []
     try:
-        encoder = encoder_for(audio.encoder_id)
+        encoder = encoder_for(audio.encoder_id, audio_encoder)
     except InputError as exc:
         notes.append(f"trained without speaker variants: {exc}")
         return []

@@ -21,16 +21,24 @@ from synctalk_lib.progress import cli_progress
 from synctalk_lib.types import AudioFeatures, Clip
 
 
+def model_encoder(model, override: str | None = None) -> str:
+    """The ``encode_audio`` encoder that makes features for ``model``: ``override``, else its own audio encoder
+    (models trained on the subject's own encoder carry it), else the built-in one its features came from."""
+    from synctalk_lib.audio.features import encoder_for
+
+    return encoder_for(model.encoder_id, override or model.audio_encoder())
+
+
 def encode(model, speech: Path | str | tuple[np.ndarray, int], *, encoder: str | None = None, device: Any = "auto",
            models_dirs: Iterable[Path | str] | None = None,
            on_step: Callable[[int, int], None] | None = None) -> AudioFeatures:
     """Audio features of ``speech`` for ``model`` (same encoder and frame rate as its training audio)."""
-    from synctalk_lib.audio.features import encode_audio, encoder_for
+    from synctalk_lib.audio.features import encode_audio
     from synctalk_lib.devices import resolve_device
     from synctalk_lib.nerf.inference import check_features
 
     wave, rate = load_speech(speech)
-    features = encode_audio(wave, rate, fps=model.subject.fps, encoder=encoder_for(model.encoder_id, encoder),
+    features = encode_audio(wave, rate, fps=model.subject.fps, encoder=model_encoder(model, encoder),
                             models_dirs=models_dirs, device=resolve_device(device), on_step=on_step)
     check_features(model, features)
     return features

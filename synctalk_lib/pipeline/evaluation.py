@@ -235,11 +235,11 @@ class _Run:
             self.kept[f"{name}_{index:04d}"] = _to_uint8(frame)
 
     def encode(self, wave: np.ndarray, rate: int):
-        from synctalk_lib.audio.features import encode_audio, encoder_for
+        from synctalk_lib.audio.features import encode_audio
+        from synctalk_lib.pipeline.driving import model_encoder
 
-        return encode_audio(wave, rate, fps=self.model.subject.fps,
-                            encoder=encoder_for(self.model.encoder_id, self.encoder), models_dirs=self.models_dirs,
-                            device=self.device)
+        return encode_audio(wave, rate, fps=self.model.subject.fps, encoder=model_encoder(self.model, self.encoder),
+                            models_dirs=self.models_dirs, device=self.device)
 
     def changed_features(self, frames: list[int], variant: str):
         """The subject's features with the rows of ``frames`` encoded from their audio stretch time-reversed or

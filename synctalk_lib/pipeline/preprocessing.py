@@ -36,7 +36,9 @@ class PreprocessSettings:
     max_duration: float = 0.0
     """Seconds to keep from ``start_time`` (0 = all)."""
     audio_encoder: str = "auto"
-    """``auto | ave | ave-file:PATH | mel`` (see ``synctalk_lib.audio.features``)."""
+    """``auto | own | ave | ave-file:PATH | mel`` (see ``synctalk_lib.audio.features``); ``own`` first trains
+    the audio-visual encoder on this clip (:data:`OWN_ENCODER_STEPS` steps, kept in the subject folder); ``auto``
+    is the official ``ave`` when its weights are here (or download), else ``own``."""
     max_gap: int = 5
     """Longest run of frames without a face that is interpolated."""
     smoothing: str = "one_euro"
@@ -148,7 +150,10 @@ def _run_stage(run: PreprocessRun, stage: Stage, label: str, *, redo: bool) -> N
 
 
 def _still_valid(run: PreprocessRun, name: str) -> bool:
-    """A finished load_video is reusable only while the clip cache it points to exists."""
+    """A finished load_video is reusable only while the clip cache it points to exists, features of the subject's
+    own encoder only while that encoder is there (driving speech needs it)."""
+    if name == "audio_features" and (run.log.settings_of(name) or {}).get("encoder") == OWN_ENCODER:
+        return run.folder.path(run.folder.AUDIO_ENCODER).is_file()
     if name != "load_video":
         return True
     try:
@@ -196,9 +201,32 @@ def _load_video(run: PreprocessRun) -> dict[str, Any]:
 
 
 # -------------------------------------------------------------------------------------------- audio_features
+OWN_ENCODER = "own"
+OWN_ENCODER_STEPS = 300
+"""Steps of the subject's own encoder: 90 s on 2 CPU cores for a 13 s clip, held-out sync AUC 0.5 -> 0.92."""
+
+
+def audio_encoder_choice(setting: str, models_dirs: Iterable[Path | str] | None) -> str:
+    """The encoder ``preprocess`` uses for ``setting``: ``auto`` is the official AVE when its weights are here or
+    download, else the subject's ``own`` (measured on the reference clip: held-out PSNR +3.8 dB head, +1.7 dB
+    portrait, reference leak <= 0.08 for every voice, against the mel windows; BENCHMARKS.md)."""
+    if setting != "auto":
+        return setting
+    from synctalk_lib import hub
+    from synctalk_lib.errors import MissingWeightsError
+
+    try:
+        hub.fetch("ave", models_dirs)
+    except MissingWeightsError:
+        return OWN_ENCODER
+    return "ave"
+
+
 def _audio_settings(run: PreprocessRun) -> dict[str, Any]:
-    encoder = str(run.settings.audio_encoder)
+    encoder = audio_encoder_choice(str(run.settings.audio_encoder), run.models_dirs)
     settings: dict[str, Any] = {"clip": run.clip_key(), "encoder": encoder}
+    if encoder == OWN_ENCODER:
+        settings.update(steps=OWN_ENCODER_STEPS, face_track=run.log.settings_of("face_track"))
     name, _, path = encoder.partition(":")
     if name.strip().lower() == "ave-file" and Path(path).expanduser().is_file():
         stat = Path(path).expanduser().stat()
@@ -210,10 +238,12 @@ def _audio_features(run: PreprocessRun) -> dict[str, Any]:
     from synctalk_lib.audio.features import encode_audio
 
     clip = run.load_clip()
+    encoder = audio_encoder_choice(str(run.settings.audio_encoder), run.models_dirs)
+    if encoder == OWN_ENCODER:
+        encoder = _train_own_encoder(run, clip)
     with run.progress("Encoding audio") as on_step:
-        features = encode_audio(clip.audio_waveform(), clip.sample_rate, fps=clip.fps,
-                                encoder=run.settings.audio_encoder, models_dirs=run.models_dirs,
-                                device=run.settings.device, on_step=on_step)
+        features = encode_audio(clip.audio_waveform(), clip.sample_rate, fps=clip.fps, encoder=encoder,
+                                models_dirs=run.models_dirs, device=run.settings.device, on_step=on_step)
     run.folder.save_audio_features(features)
     notes = list(features.notes)  # encode_audio has logged them already
     if features.num_frames != clip.num_frames:
@@ -226,6 +256,24 @@ def _audio_features(run: PreprocessRun) -> dict[str, Any]:
         "audio_features": {"encoder_id": features.encoder_id, "fps": features.fps,
                            "shape": list(features.features.shape), "notes": notes},
     }
+
+
+def _train_own_encoder(run: PreprocessRun, clip) -> str:
+    """Train the subject's own audio-visual encoder on its clip (lip-sync discriminator + mouth reconstruction,
+    the last 10 % of the frames held out for its sync AUC); returns the ``ave-file`` encoder of it."""
+    from synctalk_lib.audio.ave_train import train_ave
+
+    if not clip.has_audio:
+        raise InputError("the audio encoder 'own' learns from the clip's speech, but the clip has no audio track")
+    path = run.folder.path(run.folder.AUDIO_ENCODER)
+    with run.progress("Training the subject's audio encoder") as on_step:
+        report = train_ave([clip], path, steps=OWN_ENCODER_STEPS, face_tracks=[run.folder.load_face_track()],
+                           models_dirs=run.models_dirs, device=run.settings.device, on_step=on_step, resume=False)
+    Path(str(path) + ".train.pt").unlink(missing_ok=True)  # 95 MB of optimiser state nobody resumes
+    auc = report.get("val_auc")
+    run.say(f"the subject's own audio encoder: {report['encoder_id']}"
+            + (f", held-out lip-sync AUC {auc:.2f}" if auc is not None else ""))
+    return f"ave-file:{path}"
 
 
 # ------------------------------------------------------------------------------------------------ face_track
@@ -286,8 +334,8 @@ def record_pose(folder: SubjectDir, settings: PreprocessSettings, pose) -> None:
 
 STAGES: tuple[Stage, ...] = (
     Stage("load_video", (SubjectDir.CLIP_REF, SubjectDir.AUDIO_WAV), _video_settings, _load_video),
-    Stage("audio_features", (SubjectDir.AUDIO_FEATURES,), _audio_settings, _audio_features),
     Stage("face_track", (SubjectDir.FACE_TRACK,), _face_settings, _face_track),
+    Stage("audio_features", (SubjectDir.AUDIO_FEATURES,), _audio_settings, _audio_features),
     Stage("pose", (SubjectDir.HEAD_POSE,), _pose_settings, _pose),
 )
 """The stages ``preprocess`` runs, in order."""

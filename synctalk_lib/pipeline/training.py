@@ -79,7 +79,7 @@ def train(subject: Subject, out: Path | str | None = None, *, preset: str = "aut
         subject.clip, subject.track, subject.pose, subject.features, preset=preset,
         name=name or (out.name if out is not None else "synctalk"), work_dir=work, device=device, resume=resume,
         iterations=iterations, resolution=resolution, perceptual_loss=loss, on_step=on_step, on_status=on_status,
-        models_dirs=models_dirs, **(overrides or {}))
+        models_dirs=models_dirs, audio_encoder=subject.audio_encoder(), **(overrides or {}))
     if out is not None:
         model = save_model(model, out, summary, preset)
         if log is not None:
