@@ -12,13 +12,16 @@ ENCODERS = ["auto", "ave", "ave-file", "mel"]
 NO_FILE = "none"
 _WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt")
 _OFFICIAL_NAMES = {"audio_visual_encoder.pth", "audio_visual_encoder.safetensors"}
+MODEL_ENCODER_FILE = "audio_encoder.safetensors"
+"""The audio encoder a model folder carries (``synctalk_lib.nerf.model_folder.AUDIO_ENCODER_FILE``)."""
 
 
 def list_ave_files() -> list[str]:
-    """AVE weight files at the top of the models folders (``models/synctalk/``), for the ave_file combo.
+    """AVE weight files at the top of the models folders (``models/synctalk/``) and the audio encoders model folders
+    carry (``NAME/audio_encoder.safetensors``: models trained on the subject's own encoder), for the ave_file combo.
 
-    Only files that hold an audio-visual encoder are listed (other weights there, such as RAFT's, are not);
-    trained SyncTalk models live in sub-folders, and the official AVE is chosen with ``ave``.
+    Only files that hold an audio-visual encoder are listed (other weights there, such as RAFT's, are not); the
+    official AVE is chosen with ``ave``.
     """
     names: set[str] = set()
     for folder in bridge.models_dirs():
@@ -30,6 +33,8 @@ def list_ave_files() -> list[str]:
             path = os.path.join(folder, name)
             if name.lower().endswith(_WEIGHT_SUFFIXES) and name not in _OFFICIAL_NAMES and _is_ave(path):
                 names.add(name)
+            elif _is_ave(os.path.join(path, MODEL_ENCODER_FILE)):
+                names.add(f"{name}/{MODEL_ENCODER_FILE}")
     return [NO_FILE] + sorted(names)
 
 

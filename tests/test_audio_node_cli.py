@@ -41,11 +41,20 @@ def test_node_lists_and_uses_ave_files_from_the_models_folder(node, models_dir, 
     torch.save({"fnet.conv1.weight": torch.zeros(3, 3)}, models_dir / "raft-small.pth")
     save_file({"weight": torch.zeros(2)}, str(models_dir / "other.safetensors"))
     (models_dir / "broken.pth").write_bytes(b"not weights")
+    # a model trained on the subject's own encoder carries it
+    from synctalk_lib.nerf.model_folder import AUDIO_ENCODER_FILE
+    from nodes.audio import MODEL_ENCODER_FILE
+
+    assert MODEL_ENCODER_FILE == AUDIO_ENCODER_FILE
+    (models_dir / "own_model").mkdir()
+    save_file(AudioVisualEncoder().official_state_dict(), str(models_dir / "own_model" / AUDIO_ENCODER_FILE))
     choices = SyncTalkEncodeAudioAV.INPUT_TYPES()["required"]["ave_file"][0]
-    assert choices == ["none", "my_ave.safetensors", "my_ave_too.pth"]
+    assert choices == ["none", "my_ave.safetensors", "my_ave_too.pth", "own_model/audio_encoder.safetensors"]
     wave, rate = load_audio(may_video, duration=2.0)
     features, frames, report = node.run(to_comfy_audio(wave, rate), 25.0, "ave-file", "my_ave.safetensors", "cpu")
     assert features.features.shape == (50, 512) and features.encoder_id.startswith("ave-file:")
+    carried, _, _ = node.run(to_comfy_audio(wave, rate), 25.0, "ave-file", "own_model/audio_encoder.safetensors", "cpu")
+    assert carried.encoder_id.startswith("ave-file:") and carried.features.shape == (50, 512)
     with pytest.raises(InputError, match="no ave_file"):
         node.run(to_comfy_audio(wave, rate), 25.0, "ave-file", "none", "cpu")
 
