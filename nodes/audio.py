@@ -79,6 +79,11 @@ class SyncTalkEncodeAudioAV:
                            "`python -m synctalk_lib ave-train`."}),
             "device": (["auto", "cpu", "cuda"], {"default": "auto",
                                                  "tooltip": "Where the encoder runs (auto: ComfyUI's device)."}),
+        }, "optional": {
+            "model": ("SYNCTALK_MODEL", {
+                "tooltip": "Encode for this trained model: its own audio encoder (or the one its training features "
+                           "came from) and its fps, whatever encoder, ave_file and fps say. Connect it when the "
+                           "features drive RenderTriPlane."}),
         }}
 
     RETURN_TYPES = ("SYNCTALK_AUDIO_FEATURES", "INT", "STRING")
@@ -96,14 +101,18 @@ class SyncTalkEncodeAudioAV:
                    "the frame; the audio-visual encoder turns each window into a 512-d code (or, with 'mel', the "
                    "window itself is the feature).")
 
-    def run(self, audio, fps: float, encoder: str, ave_file: str, device: str):
+    def run(self, audio, fps: float, encoder: str, ave_file: str, device: str, model=None):
         from synctalk_lib.audio.features import encode_audio
         from synctalk_lib.errors import InputError
         from synctalk_lib.media.audio import from_comfy_audio
 
         wave, rate = from_comfy_audio(audio, "audio")
         choice = encoder
-        if encoder == "ave-file":
+        if model is not None:
+            from synctalk_lib.pipeline.driving import model_encoder
+
+            choice, fps = model_encoder(model), model.subject.fps
+        elif encoder == "ave-file":
             if not ave_file or ave_file == NO_FILE:
                 raise InputError("encoder is 'ave-file' but no ave_file is chosen: put your AVE weights "
                                  "(.safetensors/.pth) in models/synctalk, refresh, and pick the file")

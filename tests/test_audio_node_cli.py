@@ -98,3 +98,16 @@ def _write_wav(path, mono, rate):
             container.mux(packet)
         for packet in stream.encode(None):
             container.mux(packet)
+
+
+def test_node_encodes_for_a_connected_model_with_its_encoder_and_fps(node, tmp_path):
+    """With a model connected the node encodes like the model's training audio, whatever the widgets say."""
+    from tests.nerf_fixtures import make_subject, train_tiny_model
+
+    subject = make_subject(tmp_path / "fixture", num_frames=14, size=40, audio="mel")
+    model = train_tiny_model(subject, steps=2)
+    wave = subject.clip.audio_waveform()
+    features, frames, _ = node.run(to_comfy_audio(wave, subject.clip.sample_rate), 30.0, "ave-file", "none", "cpu",
+                                   model=model)
+    assert features.encoder_id == model.encoder_id == "mel-v1" and features.fps == model.subject.fps == 25.0
+    np.testing.assert_allclose(features.features, subject.audio.features, atol=1e-4)

@@ -99,6 +99,7 @@ def _render_row(b: WorkflowBuilder, model: tuple[NodeRef, str], clip: tuple[Node
     blend = b.node("SyncTalkPortraitSyncBlend", column=4, row=row)
     save = b.node("SaveVideo", column=5, row=row, height=330, filename_prefix="synctalk/talking_head")
     b.connect(speech, "AUDIO", features, "audio")
+    b.connect(*model, features, "model")
     b.connect(*model, render, "model")
     b.connect(features, "features", render, "audio_features")
     b.connect(render, "images", blend, "images")
