@@ -373,7 +373,10 @@ def test_missing_weights_show_one_clear_message(comfyui, page, quickstart_run):
     page.load(_shipped(RENDER), RENDER)
     page.refresh_combos()
     page.set_widget(_node_id(RENDER, "LoadSyncTalkModel"), "name", "quickstart")
-    page.set_widget(_node_id(RENDER, "SyncTalkEncodeAudioAV"), "encoder", "ave")
+    encode = _node_id(RENDER, "SyncTalkEncodeAudioAV")
+    # unplugged from the model, the node encodes with the encoder its widget names
+    page.js("(id) => { const n = app.graph.getNodeById(id); n.disconnectInput(n.findInputSlot('model')); }", encode)
+    page.set_widget(encode, "encoder", "ave")
     prompt_id, entry = _run(page, comfyui, timeout_s=300)
     assert entry["status"]["status_str"] == "error"
     text = _error_dialog(page, prompt_id)
