@@ -8,7 +8,9 @@ from pathlib import Path
 
 from . import bridge
 
-ENCODERS = ["auto", "ave", "ave-file", "mel"]
+ENCODERS = ["auto", "ave", "ave-file", "mel", "own"]
+OWN_ENCODERS_DIR = "audio_encoders"
+"""Where EncodeAudioAV keeps the subjects' own encoders, inside the first models folder."""
 NO_FILE = "none"
 _WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt")
 _OFFICIAL_NAMES = {"audio_visual_encoder.pth", "audio_visual_encoder.safetensors"}
@@ -71,7 +73,9 @@ class SyncTalkEncodeAudioAV:
                            "models/synctalk; its weights are CC BY-NC 4.0, non-commercial use only). "
                            "ave-file: your own AVE weights (ave_file below, e.g. made by ave-train). "
                            "mel: no weights, the normalised mel window of each frame (1280-d), fully offline. "
-                           "auto: ave when its weights are present or downloadable, else mel with a warning."}),
+                           "auto: ave when its weights are present or downloadable, else mel with a warning. "
+                           "own: train SyncTalk's audio-visual encoder on the connected clip and face track (about "
+                           "100 s on a CPU, once per clip) and encode with it; for the training audio."}),
             "ave_file": (list_ave_files(), {
                 "default": NO_FILE,
                 "tooltip": "AVE weights (.safetensors/.pth in the official key layout) from the models/synctalk "
@@ -84,6 +88,10 @@ class SyncTalkEncodeAudioAV:
                 "tooltip": "Encode for this trained model: its own audio encoder (or the one its training features "
                            "came from) and its fps, whatever encoder, ave_file and fps say. Connect it when the "
                            "features drive RenderTriPlane."}),
+            "clip": ("SYNCTALK_CLIP", {"tooltip": "With encoder 'own': the subject's clip (LoadReferenceVideo) its "
+                                                  "encoder learns from."}),
+            "face_track": ("SYNCTALK_FACE_TRACK", {"tooltip": "With encoder 'own': the clip's face track "
+                                                              "(CaptureBlendshapes), for the mouth crops."}),
         }}
 
     RETURN_TYPES = ("SYNCTALK_AUDIO_FEATURES", "INT", "STRING")
@@ -101,7 +109,8 @@ class SyncTalkEncodeAudioAV:
                    "the frame; the audio-visual encoder turns each window into a 512-d code (or, with 'mel', the "
                    "window itself is the feature).")
 
-    def run(self, audio, fps: float, encoder: str, ave_file: str, device: str, model=None):
+    def run(self, audio, fps: float, encoder: str, ave_file: str, device: str, model=None, clip=None,
+            face_track=None):
         from synctalk_lib.audio.features import encode_audio
         from synctalk_lib.errors import InputError
         from synctalk_lib.media.audio import from_comfy_audio
@@ -112,6 +121,8 @@ class SyncTalkEncodeAudioAV:
             from synctalk_lib.pipeline.driving import model_encoder
 
             choice, fps = model_encoder(model), model.subject.fps
+        elif encoder == "own":
+            choice = f"ave-file:{own_encoder(clip, face_track, device)}"
         elif encoder == "ave-file":
             if not ave_file or ave_file == NO_FILE:
                 raise InputError("encoder is 'ave-file' but no ave_file is chosen: put your AVE weights "
@@ -129,6 +140,45 @@ class SyncTalkEncodeAudioAV:
         from synctalk_lib.paths import confine
 
         return confine(name, bridge.models_dirs(), "ave_file")
+
+
+def own_encoder(clip, face_track, device: str) -> Path:
+    """The subject's own audio encoder for ``clip`` in ``models/synctalk/audio_encoders/`` (trained once per clip)."""
+    import hashlib
+
+    from synctalk_lib.audio.ave_train import OWN_ENCODER_STEPS, train_own_encoder
+    from synctalk_lib.errors import InputError
+
+    if clip is None or face_track is None:
+        raise InputError("encoder 'own' learns from the subject's clip: connect LoadReferenceVideo's clip and "
+                         "CaptureBlendshapes' face_track to EncodeAudioAV")
+    if face_track.num_frames != clip.num_frames:
+        raise InputError(f"face_track has {face_track.num_frames} frames but the clip has {clip.num_frames}; "
+                         "connect the face track of this clip")
+    key = hashlib.sha256(f"{Path(clip.root).resolve()}|{clip.num_frames}|{OWN_ENCODER_STEPS}".encode()).hexdigest()
+    path = bridge.models_dirs()[0] / OWN_ENCODERS_DIR / f"own-{key[:12]}.safetensors"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with bridge.progress("Training the subject's audio encoder") as on_step:
+            train_own_encoder(clip, face_track, path, models_dirs=bridge.models_dirs(), device=bridge.device(device),
+                              on_step=on_step)
+    return path
+
+
+def encoder_file(encoder_id: str) -> Path | None:
+    """The weights file behind ``ave-file:<id>`` features among the models folders' AVE files (top level, the
+    subjects' own encoders, the ones model folders carry); None when there is none."""
+    if not encoder_id.startswith("ave-file:"):
+        return None
+    from synctalk_lib.audio.ave import file_id
+
+    for folder in bridge.models_dirs():
+        for path in sorted(Path(folder).glob("*.safetensors")) + sorted(Path(folder).glob("*.pth")) + \
+                sorted(Path(folder).glob(f"{OWN_ENCODERS_DIR}/*.safetensors")) + \
+                sorted(Path(folder).glob(f"*/{MODEL_ENCODER_FILE}")):
+            if _is_ave(str(path)) and file_id(path) == encoder_id:
+                return path
+    return None
 
 
 def format_report(features, seconds: float) -> str:

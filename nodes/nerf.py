@@ -115,7 +115,8 @@ class TrainSyncTalk:
                         clip, face_track, head_pose, audio_features, preset=preset, name=name, work_dir=work_dir,
                         device=device, resume=bool(resume), iterations=int(iterations),
                         resolution=int(resolution), perceptual_loss=perceptual_loss, on_step=on_train_step,
-                        on_status=on_status, models_dirs=bridge.models_dirs())
+                        on_status=on_status, models_dirs=bridge.models_dirs(),
+                        audio_encoder=_audio_encoder(audio_features))
                 except BaseException as exc:
                     if bridge.is_interruption(exc) and reached[0]:
                         bridge.show_text(f"Cancelled at step {reached[0]} of {reached[1]}. The checkpoint is kept: "
@@ -126,6 +127,15 @@ class TrainSyncTalk:
         warnings = "".join(f"warning: {note}\n" for note in summary.get("notes", []))
         report = (f"Saved to {folder}\n" + warnings + "\n".join(lines[-5:]) + "\n" + json.dumps(summary, indent=2))
         return (model, report)
+
+
+def _audio_encoder(features) -> str | None:
+    """``ave-file:<path>`` of the weights the features came from when they are an AVE file in the models folders
+    (the model carries it, so driving speech is encoded the same way)."""
+    from .audio import encoder_file
+
+    path = encoder_file(features.encoder_id)
+    return None if path is None else f"ave-file:{path}"
 
 
 class LoadSyncTalkModel:

@@ -111,3 +111,26 @@ def test_node_encodes_for_a_connected_model_with_its_encoder_and_fps(node, tmp_p
                                    model=model)
     assert features.encoder_id == model.encoder_id == "mel-v1" and features.fps == model.subject.fps == 25.0
     np.testing.assert_allclose(features.features, subject.audio.features, atol=1e-4)
+
+
+def test_own_encoder_is_trained_once_per_clip_and_travels_with_the_model(node, models_dir, tmp_path, monkeypatch):
+    """encoder 'own': an AVE trained on the connected clip (a few steps here) makes the features; TrainSyncTalk's
+    model carries it, and features for that model are made with it again."""
+    from synctalk_lib.audio import ave_train
+    from synctalk_lib.errors import InputError
+    from nodes.audio import encoder_file
+    from nodes.nerf import _audio_encoder
+    from tests.nerf_fixtures import make_subject
+
+    monkeypatch.setattr(ave_train, "OWN_ENCODER_STEPS", 2)
+    subject = make_subject(tmp_path / "fixture", num_frames=40, size=64, audio="mel")
+    audio = to_comfy_audio(subject.clip.audio_waveform(), subject.clip.sample_rate)
+    with pytest.raises(InputError, match="connect LoadReferenceVideo's clip"):
+        node.run(audio, 25.0, "own", "none", "cpu")
+    features, _, _ = node.run(audio, 25.0, "own", "none", "cpu", clip=subject.clip, face_track=subject.track)
+    path = encoder_file(features.encoder_id)
+    assert path is not None and path.parent.name == "audio_encoders" and features.dim == 512
+    mtime = path.stat().st_mtime_ns
+    again, _, _ = node.run(audio, 25.0, "own", "none", "cpu", clip=subject.clip, face_track=subject.track)
+    assert path.stat().st_mtime_ns == mtime and again.encoder_id == features.encoder_id, "trained once per clip"
+    assert _audio_encoder(features) == f"ave-file:{path}" and _audio_encoder(subject.audio) is None

@@ -62,10 +62,10 @@ def test_the_subjects_own_audio_encoder_goes_from_preprocess_to_the_driving_spee
     and, carried in the model folder, the features of any driving speech, with no encoder named again."""
     import numpy as np
 
+    from synctalk_lib.audio import ave_train
     from synctalk_lib.audio.ave import file_id
-    from synctalk_lib.pipeline import preprocessing
 
-    monkeypatch.setattr(preprocessing, "OWN_ENCODER_STEPS", 2)
+    monkeypatch.setattr(ave_train, "OWN_ENCODER_STEPS", 2)
     subject = pipeline.preprocess(may_video, tmp_path / "subject",
                                   pipeline.PreprocessSettings(max_duration=2, audio_encoder="own"),
                                   models_dirs=[shared_models], cache_dir=tmp_path / "cache")

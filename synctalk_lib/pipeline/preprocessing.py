@@ -37,7 +37,7 @@ class PreprocessSettings:
     """Seconds to keep from ``start_time`` (0 = all)."""
     audio_encoder: str = "auto"
     """``auto | own | ave | ave-file:PATH | mel`` (see ``synctalk_lib.audio.features``); ``own`` first trains
-    the audio-visual encoder on this clip (:data:`OWN_ENCODER_STEPS` steps, kept in the subject folder); ``auto``
+    the audio-visual encoder on this clip (``audio.ave_train.train_own_encoder``, kept in the subject folder); ``auto``
     is the official ``ave`` when its weights are here (or download), else ``own``."""
     max_gap: int = 5
     """Longest run of frames without a face that is interpolated."""
@@ -202,8 +202,6 @@ def _load_video(run: PreprocessRun) -> dict[str, Any]:
 
 # -------------------------------------------------------------------------------------------- audio_features
 OWN_ENCODER = "own"
-OWN_ENCODER_STEPS = 300
-"""Steps of the subject's own encoder: 90 s on 2 CPU cores for a 13 s clip, held-out sync AUC 0.5 -> 0.92."""
 
 
 def audio_encoder_choice(setting: str, models_dirs: Iterable[Path | str] | None) -> str:
@@ -226,6 +224,8 @@ def _audio_settings(run: PreprocessRun) -> dict[str, Any]:
     encoder = audio_encoder_choice(str(run.settings.audio_encoder), run.models_dirs)
     settings: dict[str, Any] = {"clip": run.clip_key(), "encoder": encoder}
     if encoder == OWN_ENCODER:
+        from synctalk_lib.audio.ave_train import OWN_ENCODER_STEPS
+
         settings.update(steps=OWN_ENCODER_STEPS, face_track=run.log.settings_of("face_track"))
     name, _, path = encoder.partition(":")
     if name.strip().lower() == "ave-file" and Path(path).expanduser().is_file():
@@ -259,17 +259,13 @@ def _audio_features(run: PreprocessRun) -> dict[str, Any]:
 
 
 def _train_own_encoder(run: PreprocessRun, clip) -> str:
-    """Train the subject's own audio-visual encoder on its clip (lip-sync discriminator + mouth reconstruction,
-    the last 10 % of the frames held out for its sync AUC); returns the ``ave-file`` encoder of it."""
-    from synctalk_lib.audio.ave_train import train_ave
+    """Train the subject's own audio-visual encoder on its clip; returns the ``ave-file`` encoder of it."""
+    from synctalk_lib.audio.ave_train import train_own_encoder
 
-    if not clip.has_audio:
-        raise InputError("the audio encoder 'own' learns from the clip's speech, but the clip has no audio track")
     path = run.folder.path(run.folder.AUDIO_ENCODER)
     with run.progress("Training the subject's audio encoder") as on_step:
-        report = train_ave([clip], path, steps=OWN_ENCODER_STEPS, face_tracks=[run.folder.load_face_track()],
-                           models_dirs=run.models_dirs, device=run.settings.device, on_step=on_step, resume=False)
-    Path(str(path) + ".train.pt").unlink(missing_ok=True)  # 95 MB of optimiser state nobody resumes
+        report = train_own_encoder(clip, run.folder.load_face_track(), path, models_dirs=run.models_dirs,
+                                   device=run.settings.device, on_step=on_step)
     auc = report.get("val_auc")
     run.say(f"the subject's own audio encoder: {report['encoder_id']}"
             + (f", held-out lip-sync AUC {auc:.2f}" if auc is not None else ""))
