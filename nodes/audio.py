@@ -25,19 +25,26 @@ def list_ave_files() -> list[str]:
     Only files that hold an audio-visual encoder are listed (other weights there, such as RAFT's, are not); the
     official AVE is chosen with ``ave``.
     """
-    names: set[str] = set()
-    for folder in bridge.models_dirs():
-        try:
-            entries = os.listdir(folder)
-        except OSError:
-            continue
-        for name in entries:
-            path = os.path.join(folder, name)
-            if name.lower().endswith(_WEIGHT_SUFFIXES) and name not in _OFFICIAL_NAMES and _is_ave(path):
-                names.add(name)
-            elif _is_ave(os.path.join(path, MODEL_ENCODER_FILE)):
-                names.add(f"{name}/{MODEL_ENCODER_FILE}")
-    return [NO_FILE] + sorted(names)
+    return [NO_FILE] + sorted({name for folder in bridge.models_dirs() for name, _ in _ave_files(folder)})
+
+
+def _ave_files(folder, *, with_own: bool = False):
+    """``(name inside the folder, path)`` of the AVE files of a models folder: its top level, the encoders model
+    folders carry, and with ``with_own`` the subjects' own encoders EncodeAudioAV trained."""
+    try:
+        entries = sorted(os.listdir(folder))
+    except OSError:
+        return
+    for name in entries:
+        path = os.path.join(folder, name)
+        if name.lower().endswith(_WEIGHT_SUFFIXES) and name not in _OFFICIAL_NAMES and _is_ave(path):
+            yield name, path
+        elif _is_ave(os.path.join(path, MODEL_ENCODER_FILE)):
+            yield f"{name}/{MODEL_ENCODER_FILE}", os.path.join(path, MODEL_ENCODER_FILE)
+        elif with_own and name == OWN_ENCODERS_DIR:
+            for own in sorted(Path(path).glob("*.safetensors")):
+                if _is_ave(str(own)):
+                    yield f"{name}/{own.name}", str(own)
 
 
 def _is_ave(path: str) -> bool:
@@ -173,11 +180,9 @@ def encoder_file(encoder_id: str) -> Path | None:
     from synctalk_lib.audio.ave import file_id
 
     for folder in bridge.models_dirs():
-        for path in sorted(Path(folder).glob("*.safetensors")) + sorted(Path(folder).glob("*.pth")) + \
-                sorted(Path(folder).glob(f"{OWN_ENCODERS_DIR}/*.safetensors")) + \
-                sorted(Path(folder).glob(f"*/{MODEL_ENCODER_FILE}")):
-            if _is_ave(str(path)) and file_id(path) == encoder_id:
-                return path
+        for _, path in _ave_files(folder, with_own=True):
+            if file_id(path) == encoder_id:
+                return Path(path)
     return None
 
 

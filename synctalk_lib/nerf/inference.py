@@ -199,9 +199,7 @@ def render_frames(model: SyncTalkModel, features: AudioFeatures, *, expression=N
         if not (np.isfinite(head).all() and np.isfinite(alpha).all()):  # never hand NaN images on
             raise InputError(f"the model {model.name!r} rendered NaN values for output frames {int(idx[0])}.."
                              f"{int(idx[-1])}; its weights are damaged: train the subject again")
-        rgb_out, alpha_out = _over_reference_frames(model, ray_subject, refs, head, alpha)
-        if region == "mouth":
-            _keep_reference_outside(model, ray_subject, refs, size, rgb_out, alpha_out)
+        rgb_out, alpha_out = _over_reference_frames(model, ray_subject, refs, head, alpha, size, region)
         done += len(refs)
         first_index = int(idx[0]) + (0 if frames is not None else start)
         yield RenderChunk(first_index, (rgb_out * 255.0 + 0.5).astype(np.uint8) if as_uint8 else rgb_out, alpha_out)
@@ -277,37 +275,38 @@ def _pose_override(poses) -> np.ndarray | None:
     return array
 
 
-def _keep_reference_outside(model: SyncTalkModel, ray_subject: RaySubject, refs: np.ndarray,
-                            size: tuple[int, int], rgb_out: np.ndarray, alpha_out: np.ndarray) -> None:
-    """In place: outside the rendered mouth region the reference frame itself, with opacity 1; the render is ramped
-    in past its own edge, the render pixel the resize from the render size mixes with the unrendered ones."""
-    import cv2
-
-    subject = model.subject
-    big_h, big_w = subject.height, subject.width
-    edge = max(big_h / size[0], big_w / size[1])  # one render pixel, in output pixels
-    for k, j in enumerate(refs):
-        inside = ray_subject.mouth_mask(int(j), (big_h, big_w)).astype(np.uint8)
-        weight = np.clip(cv2.distanceTransform(inside, cv2.DIST_L2, 5) / edge - 1.0, 0.0, 1.0)
-        original = subject.frames.frame(int(j)).astype(np.float32) / 255.0
-        rgb_out[k] = original + weight[..., None] * (rgb_out[k] - original)
-        alpha_out[k] = 1.0 + weight * (alpha_out[k] - 1.0)
-
-
 def _over_reference_frames(model: SyncTalkModel, ray_subject: RaySubject, refs: np.ndarray, head: np.ndarray,
-                           alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                           alpha: np.ndarray, size: tuple[int, int], region: str) -> tuple[np.ndarray, np.ndarray]:
     """Rendered heads (``[b, h, w, 3]`` premultiplied over black, ``[b, h, w]`` opacity at the render size)
     resized to the clip's size and composited over their reference frames' backgrounds: ``[b, H, W, 3]`` and
-    ``[b, H, W]`` float32."""
+    ``[b, H, W]`` float32. With ``region="mouth"`` the reference frame itself shows outside the rendered region
+    (opacity 1 there), the render ramped in past its own edge: the render pixel the resize mixes with the
+    unrendered ones."""
     subject = model.subject
     big_h, big_w = subject.height, subject.width
     rgb_out = np.empty((len(refs), big_h, big_w, 3), np.float32)
     alpha_out = np.empty((len(refs), big_h, big_w), np.float32)
     for k, j in enumerate(refs):
-        bg = frame_background(subject.frames.frame(int(j)), ray_subject.head_mask(int(j), (big_h, big_w)),
-                              subject.background)
+        frame = subject.frames.frame(int(j))
+        bg = frame_background(frame, ray_subject.head_mask(int(j), (big_h, big_w)), subject.background)
         a = np.clip(_resize(alpha[k], big_h, big_w), 0.0, 1.0)
         c = _resize(head[k], big_h, big_w)
         rgb_out[k] = np.clip(c + (1.0 - a[..., None]) * (bg.astype(np.float32) / 255.0), 0.0, 1.0)
         alpha_out[k] = a
+        if region == "mouth":
+            weight = _mouth_weight(ray_subject, int(j), (big_h, big_w), size)
+            original = frame.astype(np.float32) / 255.0
+            rgb_out[k] = original + weight[..., None] * (rgb_out[k] - original)
+            alpha_out[k] = 1.0 + weight * (a - 1.0)
     return rgb_out, alpha_out
+
+
+def _mouth_weight(ray_subject: RaySubject, ref: int, out_size: tuple[int, int],
+                  render_size: tuple[int, int]) -> np.ndarray:
+    """``[H, W]`` 0..1: how much of a mouth-only render shows — 1 inside its region, ramping to 0 over the render
+    pixel next to its edge (one render pixel = ``out / render`` output pixels)."""
+    import cv2
+
+    inside = ray_subject.mouth_mask(ref, out_size).astype(np.uint8)
+    edge = max(out_size[0] / render_size[0], out_size[1] / render_size[1])
+    return np.clip(cv2.distanceTransform(inside, cv2.DIST_L2, 5) / edge - 1.0, 0.0, 1.0)

@@ -500,8 +500,12 @@ def train_subject(clip, track, pose, audio, *, preset: str = "auto", name: str =
         summary["notes"] = notes
     model = SyncTalkModel.from_training(result.model, data, name=name, train_config=config.to_dict(),
                                         summary=summary)
-    if audio_encoder is not None and audio_encoder.startswith("ave-file:"):
-        model.audio_encoder_file = Path(audio_encoder.partition(":")[2])
+    if audio_encoder is not None:
+        from synctalk_lib.audio.features import parse_encoder
+
+        kind, path = parse_encoder(audio_encoder)
+        if kind == "ave-file":
+            model.audio_encoder_file = Path(path)
     return model, summary
 
 

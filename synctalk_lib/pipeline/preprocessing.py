@@ -68,11 +68,18 @@ class PreprocessRun:
     say: StatusCallback
     progress: Callable[[str], Any]
     clip: Any = None
+    encoder: str | None = None
 
     def load_clip(self):
         if self.clip is None:
             self.clip = self.folder.load_clip()
         return self.clip
+
+    def audio_encoder(self) -> str:
+        """The audio encoder this run uses (``audio_encoder_choice``, decided once: ``auto`` may ask the Hub)."""
+        if self.encoder is None:
+            self.encoder = audio_encoder_choice(str(self.settings.audio_encoder), self.models_dirs)
+        return self.encoder
 
     def clip_key(self) -> str:
         """Identity of the prepared clip (its cache folder name hashes the source file and every setting)."""
@@ -221,7 +228,7 @@ def audio_encoder_choice(setting: str, models_dirs: Iterable[Path | str] | None)
 
 
 def _audio_settings(run: PreprocessRun) -> dict[str, Any]:
-    encoder = audio_encoder_choice(str(run.settings.audio_encoder), run.models_dirs)
+    encoder = run.audio_encoder()
     settings: dict[str, Any] = {"clip": run.clip_key(), "encoder": encoder}
     if encoder == OWN_ENCODER:
         from synctalk_lib.audio.ave_train import OWN_ENCODER_STEPS
@@ -238,7 +245,7 @@ def _audio_features(run: PreprocessRun) -> dict[str, Any]:
     from synctalk_lib.audio.features import encode_audio
 
     clip = run.load_clip()
-    encoder = audio_encoder_choice(str(run.settings.audio_encoder), run.models_dirs)
+    encoder = run.audio_encoder()
     if encoder == OWN_ENCODER:
         encoder = _train_own_encoder(run, clip)
     with run.progress("Encoding audio") as on_step:
