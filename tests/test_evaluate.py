@@ -155,6 +155,16 @@ def test_drives_report_envelope_leak_and_silence(trained, tmp_path, shared_model
     assert real["envelope"]["frames"] >= 10 and real["envelope"]["r"] > 0.3 and abs(real["envelope"]["lag"]) <= 2
     assert real["closed"]["low"] <= real["closed"]["mean"] <= real["closed"]["high"]
     assert len(real["jaw_open"]) == 14
+    # the subject's mouth in the clip's own pauses: the real jawOpen of exactly the paused frames
+    from synctalk_lib import pipeline
+    from synctalk_lib.audio.augment import paused_frames
+
+    clip = pipeline.load_subject(subject_dir).clip
+    paused = paused_frames(clip.audio_waveform(), clip.sample_rate, clip.fps, clip.num_frames)
+    jaw = np.array([np.nan if v is None else v for v in real["jaw_open"]], np.float64)[paused]
+    jaw = jaw[np.isfinite(jaw)]
+    assert real["pauses"]["frames"] == len(jaw)
+    assert real["pauses"]["mean"] == (pytest.approx(jaw.mean(), abs=1e-4) if len(jaw) else None)
     for name, drive in result["drives"].items():
         assert drive["frames"] == 8
         for view in ("head", "portrait"):
